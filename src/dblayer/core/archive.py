@@ -1,0 +1,199 @@
+"""Shadow tables, archiving of soft-deleted rows into them, and purging them.
+
+A shadow table ``shadow_<table>`` has the same columns (names, types,
+nullability, primary key) and no foreign keys, unique constraints or indexes,
+so archived rows keep their ids. Archiving walks the tables children before
+parents and, within a table, leaves alone any deleted row that a row of another
+table still refers to: no foreign key is ever broken, on any backend.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, MetaData, Table
+
+from .database import Database
+from .errors import InvalidQuery
+from .models import not_deleted_value
+
+SHADOW_PREFIX = "shadow_"
+
+
+def _shadow_type(type_: Any, prefix: str) -> Any:
+    copied = type_.copy() if hasattr(type_, "copy") else type_
+    # Named types (PostgreSQL ENUMs) must not share a name with the production table's.
+    if isinstance(copied, sa.Enum) and copied.name:
+        copied.name = prefix + copied.name
+    return copied
+
+
+def is_shadow(table: Table, prefix: str = SHADOW_PREFIX) -> bool:
+    """Whether ``table`` is a shadow table."""
+    return table.name.startswith(prefix)
+
+
+def create_shadow_tables(metadata: MetaData, *, prefix: str = SHADOW_PREFIX) -> dict[str, Table]:
+    """Add a shadow twin to ``metadata`` for every table that has none; return name -> shadow."""
+    shadows: dict[str, Table] = {}
+    for table in list(metadata.sorted_tables):
+        if is_shadow(table, prefix):
+            continue
+        name = prefix + table.name
+        if name in metadata.tables:
+            shadows[table.name] = metadata.tables[name]
+            continue
+        columns = [
+            sa.Column(
+                col.name,
+                _shadow_type(col.type, prefix),
+                primary_key=col.primary_key,
+                nullable=col.nullable,
+                autoincrement=False,
+            )
+            for col in table.columns
+        ]
+        shadows[table.name] = Table(name, metadata, *columns, comment=f"archive of {table.name}")
+    return shadows
+
+
+def _primary_key(table: Table) -> sa.Column[Any]:
+    columns = list(table.primary_key.columns)
+    if len(columns) != 1:
+        raise InvalidQuery(f"archiving needs a single-column primary key; {table.name!r} has {len(columns)}")
+    return columns[0]
+
+
+def _still_referenced(table: Table, metadata: MetaData) -> list[sa.ColumnElement[bool]]:
+    """Clauses that are true while some row of another table still refers to a row of ``table``."""
+    clauses = []
+    for other in metadata.tables.values():
+        for fk in other.foreign_keys:
+            if fk.column.table is table and other is not table:
+                clauses.append(sa.exists().where(fk.parent == fk.column))
+    return clauses
+
+
+def _archive_batch(
+    conn: Connection, table: Table, shadow: Table, blockers: list[Any], limit: int
+) -> int:
+    pk = _primary_key(table)
+    deleted = table.c.deleted
+    ids_query = (
+        sa.select(pk)
+        .where(deleted != not_deleted_value(deleted), *[~b for b in blockers])
+        .order_by(pk)
+        .limit(limit)
+    )
+    ids = list(conn.execute(ids_query).scalars())
+    if not ids:
+        return 0
+    names = [c.name for c in shadow.columns]
+    rows = sa.select(*[table.c[n] for n in names]).where(pk.in_(ids))
+    conn.execute(sa.insert(shadow).from_select(names, rows))
+    return conn.execute(sa.delete(table).where(pk.in_(ids))).rowcount
+
+
+def archive_table(
+    db: Database,
+    metadata: MetaData,
+    table_name: str,
+    *,
+    max_rows: int | None = None,
+    batch_size: int = 1000,
+    prefix: str = SHADOW_PREFIX,
+) -> int:
+    """Move up to ``max_rows`` soft-deleted rows of one table to its shadow; return how many.
+
+    Each batch is one transaction; a table without a shadow or a ``deleted`` column gives 0.
+    """
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 0):
+        raise InvalidQuery(f"max_rows must be a non-negative integer or None, got {max_rows!r}")
+    if batch_size < 1:
+        raise InvalidQuery("batch_size must be at least 1")
+    table = metadata.tables.get(table_name)
+    if table is None:
+        raise InvalidQuery(f"unknown table {table_name!r}")
+    shadow = metadata.tables.get(prefix + table_name)
+    if shadow is None or "deleted" not in table.c:
+        return 0
+    blockers = _still_referenced(table, metadata)
+    moved = 0
+    while max_rows is None or moved < max_rows:
+        limit = batch_size if max_rows is None else min(batch_size, max_rows - moved)
+        count = db.run(_archive_batch, table, shadow, blockers, limit)
+        moved += count
+        if count < limit:
+            break
+    return moved
+
+
+def archive_deleted_rows(
+    db: Database,
+    metadata: MetaData,
+    *,
+    max_rows: int | None = None,
+    batch_size: int = 1000,
+    prefix: str = SHADOW_PREFIX,
+) -> dict[str, int]:
+    """Archive soft-deleted rows of every table, children before parents, up to ``max_rows``
+    in all; return the number moved per table (tables that moved none are left out)."""
+    counts: dict[str, int] = {}
+    total = 0
+    for table in reversed(metadata.sorted_tables):
+        if is_shadow(table, prefix):
+            continue
+        remaining = None if max_rows is None else max_rows - total
+        if remaining == 0:
+            break
+        moved = archive_table(
+            db, metadata, table.name, max_rows=remaining, batch_size=batch_size, prefix=prefix
+        )
+        if moved:
+            counts[table.name] = moved
+            total += moved
+    return counts
+
+
+def _purge_batch(conn: Connection, shadow: Table, before: dt.datetime | None, limit: int) -> int:
+    pk = _primary_key(shadow)
+    query = sa.select(pk).order_by(pk).limit(limit)
+    if before is not None:
+        query = query.where(shadow.c.deleted_at < before)
+    ids = list(conn.execute(query).scalars())
+    if not ids:
+        return 0
+    return conn.execute(sa.delete(shadow).where(pk.in_(ids))).rowcount
+
+
+def purge_shadow_tables(
+    db: Database,
+    metadata: MetaData,
+    *,
+    before: dt.datetime | None = None,
+    batch_size: int = 1000,
+    prefix: str = SHADOW_PREFIX,
+) -> dict[str, int]:
+    """Delete archived rows deleted before ``before`` (all of them when None), in batches;
+    return the number removed per shadow table (tables that lost none are left out)."""
+    if before is not None and not isinstance(before, dt.datetime):
+        raise InvalidQuery(f"before must be a datetime, got {before!r}")
+    if before is not None and before.tzinfo is not None:
+        before = before.astimezone(dt.UTC).replace(tzinfo=None)
+    counts: dict[str, int] = {}
+    for shadow in metadata.sorted_tables:
+        if not is_shadow(shadow, prefix):
+            continue
+        if before is not None and "deleted_at" not in shadow.c:
+            continue
+        removed = 0
+        while True:
+            count = db.run(_purge_batch, shadow, before, batch_size)
+            removed += count
+            if count < batch_size:
+                break
+        if removed:
+            counts[shadow.name] = removed
+    return counts

@@ -1,0 +1,371 @@
+"""Database: one URL, its engines, units of work, retries and the facts of its dialect.
+
+Every backend difference in connection setup lives here, once per dialect.
+A unit of work is a connection holding one transaction; ``transaction()`` hands
+out the Connection, ``session()`` an ORM Session over that same connection, and
+any unit opened while another is open on the same Database (in the same thread
+or task) joins it, so nested calls share the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, inspect
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+from .errors import InvalidValue, TransientError, mask_secret, translate
+
+T = TypeVar("T")
+
+DEFAULT_URL = "sqlite://"
+ENV_VAR = "DBLAYER_URL"
+
+# SQLite BEGIN modes a unit of work may ask for (an allow-list: it is pasted into SQL).
+_SQLITE_BEGIN_MODES = {"DEFERRED", "IMMEDIATE"}
+
+
+@dataclass(frozen=True)
+class DialectFacts:
+    """What the rest of core needs to know about the backend behind a Database."""
+
+    backend: str  # "sqlite", "postgresql" or "mysql" (MariaDB is "mysql" with is_mariadb)
+    driver: str
+    is_mariadb: bool
+    server_version: tuple[int, ...]
+    supports_skip_locked: bool
+    update_returning: bool
+    delete_returning: bool
+    insert_returning: bool
+    native_json: bool
+    native_uuid: bool
+    is_memory: bool = False
+
+
+@dataclass
+class _Unit:
+    """The connection (and lazily the ORM session) of the unit of work in progress."""
+
+    connection: Connection
+    session: Session | None = None
+    readonly: bool = False
+
+
+@dataclass
+class RetryPolicy:
+    """Bounded exponential backoff with jitter for transient failures."""
+
+    attempts: int = 6
+    base_delay: float = 0.02
+    max_delay: float = 1.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to sleep before retry number ``attempt`` (1-based)."""
+        cap = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        return cap * random.uniform(0.5, 1.0)
+
+
+def _is_memory_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def _normalise_url(url: str | URL | None) -> URL:
+    if url is None or url == "":
+        url = DEFAULT_URL
+    try:
+        parsed = make_url(url)
+    except (sa_exc.ArgumentError, ValueError) as e:
+        raise InvalidValue(f"not a database URL: {e}") from None
+    backend = parsed.get_backend_name()
+    if backend in ("mysql", "mariadb") and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    return parsed
+
+
+@dataclass
+class _EngineSetup:
+    """Per-dialect engine arguments and connect-time statements."""
+
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _engine_setup(url: URL, lock_timeout: float, echo: bool) -> _EngineSetup:
+    backend = url.get_backend_name()
+    kwargs: dict[str, Any] = {"echo": echo}
+    if backend == "sqlite":
+        kwargs["connect_args"] = {"check_same_thread": False}
+        if _is_memory_sqlite(url):
+            # One connection for the whole Database: every session sees one in-memory database.
+            kwargs["poolclass"] = StaticPool
+    elif backend == "postgresql":
+        ms = max(1, int(lock_timeout * 1000))
+        kwargs["connect_args"] = {"options": f"-c lock_timeout={ms}"}
+        kwargs["pool_pre_ping"] = False
+    elif backend in ("mysql", "mariadb"):
+        seconds = max(1, int(round(lock_timeout)))
+        kwargs["isolation_level"] = "READ COMMITTED"
+        kwargs["pool_recycle"] = 3600
+        kwargs["connect_args"] = {
+            "init_command": f"SET SESSION innodb_lock_wait_timeout={seconds}",
+        }
+    return _EngineSetup(kwargs)
+
+
+def _install_sqlite_events(engine: Engine, url: URL, lock_timeout: float) -> None:
+    file_db = not _is_memory_sqlite(url)
+    busy_ms = max(1, int(lock_timeout * 1000))
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin (see the "begin" hook).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        if file_db:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("dblayer_sqlite_begin", "DEFERRED")
+        if mode not in _SQLITE_BEGIN_MODES:
+            mode = "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """A database reached by URL: engines, units of work, retries and dialect facts."""
+
+    def __init__(
+        self,
+        url: str | URL | None = None,
+        *,
+        reader_url: str | URL | None = None,
+        echo: bool = False,
+        lock_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        """Build engines for ``url`` (default: in-memory SQLite) and an optional reader."""
+        self._url = _normalise_url(url)
+        self._secret = self._url.password
+        self.lock_timeout = lock_timeout
+        self.retry_policy = retry or RetryPolicy()
+        self.engine = self._make_engine(self._url, echo)
+        self.reader_engine: Engine | None = None
+        if reader_url is not None:
+            reader = _normalise_url(reader_url)
+            self._reader_secret = reader.password
+            self.reader_engine = self._make_engine(reader, echo)
+        self._current: ContextVar[_Unit | None] = ContextVar(f"dblayer_unit_{id(self)}", default=None)
+        self._facts: DialectFacts | None = None
+        # An in-memory SQLite database is one shared connection: units of work take turns.
+        self._memory_lock = threading.RLock() if _is_memory_sqlite(self._url) else None
+
+    @classmethod
+    def from_env(cls, var: str = ENV_VAR, **kwargs: Any) -> Database:
+        """A Database for the URL in the environment variable ``var`` (default DBLAYER_URL)."""
+        return cls(os.environ.get(var) or None, **kwargs)
+
+    def _make_engine(self, url: URL, echo: bool) -> Engine:
+        setup = _engine_setup(url, self.lock_timeout, echo)
+        try:
+            engine = create_engine(url, **setup.kwargs)
+        except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as e:
+            raise InvalidValue(
+                mask_secret(f"cannot use database URL {self._mask(url)}: {e}", url.password)
+            ) from None
+        if url.get_backend_name() == "sqlite":
+            _install_sqlite_events(engine, url, self.lock_timeout)
+        return engine
+
+    @staticmethod
+    def _mask(url: URL) -> str:
+        return url.render_as_string(hide_password=True)
+
+    # -- what it is -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The URL with its password masked."""
+        return self._mask(self._url)
+
+    def __repr__(self) -> str:
+        return f"Database({self.url!r})"
+
+    @property
+    def backend(self) -> str:
+        """'sqlite', 'postgresql' or 'mysql' (MariaDB included)."""
+        name = self.engine.dialect.name
+        return "mysql" if name == "mariadb" else name
+
+    @property
+    def facts(self) -> DialectFacts:
+        """Facts about the backend; the first call connects to learn the server version."""
+        if self._facts is None:
+            with self.transaction(readonly=True):
+                pass
+            d = self.engine.dialect
+            version = tuple(d.server_version_info or ())
+            is_mariadb = bool(getattr(d, "is_mariadb", False))
+            backend = self.backend
+            if backend == "postgresql":
+                skip_locked = version >= (9, 5)
+            elif backend == "mysql":
+                skip_locked = version >= ((10, 6) if is_mariadb else (8, 0, 1))
+            else:
+                skip_locked = False
+            self._facts = DialectFacts(
+                backend=backend,
+                driver=d.driver,
+                is_mariadb=is_mariadb,
+                server_version=version,
+                supports_skip_locked=skip_locked,
+                update_returning=bool(d.update_returning),
+                delete_returning=bool(d.delete_returning),
+                insert_returning=bool(d.insert_returning),
+                native_json=backend in ("postgresql", "mysql"),
+                native_uuid=bool(getattr(d, "supports_native_uuid", False)),
+                is_memory=_is_memory_sqlite(self._url),
+            )
+        return self._facts
+
+    # -- units of work ----------------------------------------------------------------------
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a unit of work on this Database is open in the current context."""
+        return self._current.get() is not None
+
+    @contextmanager
+    def _unit(self, readonly: bool) -> Iterator[_Unit]:
+        outer = self._current.get()
+        if outer is not None:
+            yield outer
+            return
+        engine = self.reader_engine if (readonly and self.reader_engine is not None) else self.engine
+        lock = self._memory_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with engine.connect() as conn:
+                if engine.dialect.name == "sqlite" and not readonly:
+                    # Take SQLite's write lock up front: a deferred writer can fail on upgrade.
+                    conn = conn.execution_options(dblayer_sqlite_begin="IMMEDIATE")
+                unit = _Unit(conn, readonly=readonly)
+                token = self._current.set(unit)
+                try:
+                    with conn.begin():
+                        yield unit
+                        if unit.session is not None:
+                            unit.session.flush()
+                finally:
+                    self._current.reset(token)
+                    if unit.session is not None:
+                        unit.session.close()
+        except sa_exc.SQLAlchemyError as e:
+            raise translate(e, secret=self._secret) from e
+        finally:
+            if lock is not None:
+                lock.release()
+
+    @contextmanager
+    def transaction(self, *, readonly: bool = False) -> Iterator[Connection]:
+        """A Core connection in one transaction: committed on success, rolled back on error."""
+        with self._unit(readonly) as unit:
+            yield unit.connection
+
+    @contextmanager
+    def session(self, *, readonly: bool = False) -> Iterator[Session]:
+        """An ORM Session in one transaction: flushed and committed on success, else rolled back.
+
+        Objects stay loaded after the block (no expiry on commit); relationships
+        that were not loaded inside the block cannot be loaded afterwards.
+        """
+        with self._unit(readonly) as unit:
+            if unit.session is None:
+                unit.session = Session(
+                    bind=unit.connection,
+                    expire_on_commit=False,
+                    autoflush=True,
+                    join_transaction_mode="rollback_only",
+                )
+            yield unit.session
+            unit.session.flush()
+
+    def run(
+        self,
+        work: Callable[..., T],
+        *args: Any,
+        readonly: bool = False,
+        orm: bool = False,
+        **kwargs: Any,
+    ) -> T:
+        """Call ``work(conn_or_session, *args, **kwargs)`` in a unit of work, replaying it on
+        transient failures (deadlock, lock timeout, lost connection) with bounded backoff.
+
+        Inside an open unit the call joins it and is not retried here: the outermost
+        unit of work is the one that can be replayed.
+        """
+        opener = self.session if orm else self.transaction
+        if self.in_transaction:
+            with opener(readonly=readonly) as handle:
+                return work(handle, *args, **kwargs)
+        policy = self.retry_policy
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with opener(readonly=readonly) as handle:
+                    return work(handle, *args, **kwargs)
+            except TransientError:
+                if attempt >= policy.attempts:
+                    raise
+                time.sleep(policy.delay(attempt))
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def create_all(self, metadata: MetaData) -> None:
+        """Create every table of ``metadata`` that does not exist yet."""
+        with self.transaction() as conn:
+            metadata.create_all(conn)
+
+    def drop_all(self, metadata: MetaData) -> None:
+        """Drop every table of ``metadata`` that exists."""
+        with self.transaction() as conn:
+            metadata.drop_all(conn)
+
+    def table_names(self) -> list[str]:
+        """Names of the tables that exist in the database."""
+        with self.transaction(readonly=True) as conn:
+            return sorted(inspect(conn).get_table_names())
+
+    def server_version(self) -> str:
+        """The server's version as a string ('3.40.1' for SQLite)."""
+        return ".".join(str(p) for p in self.facts.server_version)
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+        if self.reader_engine is not None:
+            self.reader_engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()

@@ -1,0 +1,110 @@
+"""Key-value rows with an atomic compare-and-set, values in the portable JSON type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, MetaData, Table
+
+from .database import Database
+from .errors import CompareAndSetFailed, InvalidValue
+from .types import JSON, UTCDateTime, utcnow
+from .upsert import insert_ignore, upsert
+
+
+class _Absent:
+    """The expected "value" of a key that does not exist."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Any = _Absent()
+
+
+def kv_table(name: str, metadata: MetaData, *, key_length: int = 255) -> Table:
+    """A key-value table: ``key`` (primary key), ``value`` (JSON), ``created_at``, ``updated_at``."""
+    return Table(
+        name,
+        metadata,
+        sa.Column("key", sa.String(key_length), primary_key=True),
+        sa.Column("value", JSON()),
+        sa.Column("created_at", UTCDateTime(), default=utcnow),
+        sa.Column("updated_at", UTCDateTime(), default=utcnow, onupdate=utcnow),
+    )
+
+
+class KeyValueStore:
+    """get / set / compare_and_set / delete over one key-value table."""
+
+    def __init__(self, db: Database, table: Table) -> None:
+        """Serve ``table`` (made by :func:`kv_table` or alike) on ``db``."""
+        self.db = db
+        self.table = table
+        self._get = sa.select(table.c.value).where(table.c.key == sa.bindparam("k"))
+        self._lock = self._get.with_for_update()
+
+    def _check_key(self, key: Any) -> str:
+        if not isinstance(key, str) or not key:
+            raise InvalidValue(f"a key must be a non-empty string, got {key!r}")
+        length = self.table.c.key.type.length
+        if length is not None and len(key) > length:
+            raise InvalidValue(f"key is {len(key)} characters long; at most {length} allowed")
+        return key
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default`` when there is none."""
+        key = self._check_key(key)
+
+        def work(conn: Connection) -> Any:
+            row = conn.execute(self._get, {"k": key}).first()
+            return default if row is None else row[0]
+
+        return self.db.run(work, readonly=True)
+
+    def set(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key``, replacing what was there."""
+        key = self._check_key(key)
+        now = utcnow()
+        self.db.run(
+            lambda conn: upsert(
+                conn,
+                self.table,
+                {"key": key, "value": value, "created_at": now, "updated_at": now},
+                update=["value", "updated_at"],
+            )
+        )
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; return whether it existed."""
+        key = self._check_key(key)
+        stmt = sa.delete(self.table).where(self.table.c.key == key)
+        return self.db.run(lambda conn: conn.execute(stmt).rowcount > 0)
+
+    def compare_and_set(
+        self, key: str, new: Any, expected: Any = ABSENT, *, raise_on_mismatch: bool = False
+    ) -> bool:
+        """Set ``key`` to ``new`` only if it now holds ``expected`` (``ABSENT``: does not exist).
+
+        Atomic: the row is locked (SQLite: the database is) between the read and the write.
+        Returns whether it applied; with ``raise_on_mismatch`` a mismatch raises
+        CompareAndSetFailed instead. Nothing changes on a mismatch.
+        """
+        key = self._check_key(key)
+        applied = self.db.run(self._compare_and_set, key, new, expected)
+        if not applied and raise_on_mismatch:
+            raise CompareAndSetFailed(f"key {key!r} does not hold the expected value")
+        return applied
+
+    def _compare_and_set(self, conn: Connection, key: str, new: Any, expected: Any) -> bool:
+        now = utcnow()
+        if expected is ABSENT:
+            row = {"key": key, "value": new, "created_at": now, "updated_at": now}
+            return insert_ignore(conn, self.table, row) == 1
+        row = conn.execute(self._lock, {"k": key}).first()
+        if row is None or row[0] != expected or type(row[0]) is not type(expected):
+            return False
+        stmt = sa.update(self.table).where(self.table.c.key == key)
+        conn.execute(stmt.values(value=new, updated_at=now))
+        return True

@@ -1,0 +1,134 @@
+"""Declarative base and the mixins models share: timestamps, soft delete, dict-style access."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, MetaData, Table
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from .errors import InvalidQuery
+from .types import UTCDateTime, utcnow
+
+# Constraint names that are the same on every backend (Alembic compares them).
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_metadata() -> MetaData:
+    """A fresh MetaData with dblayer's constraint naming convention (one per store)."""
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Base(DeclarativeBase):
+    """Declarative base for applications' own models (stores each declare their own)."""
+
+    metadata = new_metadata()
+
+
+class DictMixin:
+    """Dict-style access to a mapped object: ``row["name"]``, ``get``, ``update``, ``dict(row)``."""
+
+    def keys(self) -> list[str]:
+        """The mapped column attribute names, in declaration order."""
+        return [attr.key for attr in sa.inspect(type(self)).column_attrs]
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        setattr(self, key, value)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and hasattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The attribute ``key``, or ``default`` when there is none."""
+        return getattr(self, key, default)
+
+    def update(self, values: Mapping[str, Any]) -> None:
+        """Set several attributes at once."""
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    def items(self) -> list[tuple[str, Any]]:
+        """(column name, value) pairs."""
+        return [(key, getattr(self, key)) for key in self.keys()]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict of the column values."""
+        return dict(self.items())
+
+
+class TimestampMixin:
+    """``created_at`` set on insert, ``updated_at`` set on every update (naive UTC)."""
+
+    created_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), onupdate=utcnow)
+
+
+class SoftDeleteMixin:
+    """``deleted`` holds 0 while the row lives and the row's id once deleted, so unique
+    constraints that include ``deleted`` admit one live row and any number of deleted ones."""
+
+    deleted: Mapped[int | None] = mapped_column(sa.Integer, default=0)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    def soft_delete(self, session: Session) -> None:
+        """Mark this row deleted (``deleted = id``, ``deleted_at = now``) and flush."""
+        self.deleted = self.id  # type: ignore[attr-defined]
+        self.deleted_at = utcnow()
+        session.add(self)
+        session.flush()
+
+
+def _table(target: Any) -> Table:
+    return target if isinstance(target, Table) else target.__table__
+
+
+def not_deleted_value(column: sa.Column[Any]) -> Any:
+    """The value ``deleted`` holds on a live row, read off the column's type and default."""
+    default = column.default
+    if default is not None and getattr(default, "is_scalar", False):
+        return default.arg
+    if isinstance(column.type, sa.Boolean):
+        return False
+    if isinstance(column.type, sa.String):
+        return ""
+    return 0
+
+
+def live(target: Any) -> sa.ColumnElement[bool]:
+    """The criterion "this row is not soft-deleted" for a table or mapped class."""
+    table = _table(target)
+    if "deleted" not in table.c:
+        raise InvalidQuery(f"table {table.name!r} has no 'deleted' column")
+    column = table.c.deleted
+    return column == not_deleted_value(column)
+
+
+def soft_delete(conn: Connection | Session, target: Any, *where: sa.ColumnElement[bool]) -> int:
+    """Soft-delete the live rows matching ``where`` in one UPDATE; return how many.
+
+    ``deleted`` becomes the row's id and ``deleted_at`` now; ``updated_at`` is left as it was.
+    """
+    table = _table(target)
+    values: dict[str, Any] = {"deleted": table.c.id, "deleted_at": utcnow()}
+    if "updated_at" in table.c:
+        values["updated_at"] = table.c.updated_at
+    stmt = sa.update(table).where(live(table), *where).values(values)
+    return conn.execute(stmt).rowcount

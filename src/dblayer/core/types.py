@@ -1,0 +1,117 @@
+"""Portable column types: JSON, UUID and a UTC DateTime, built on SQLAlchemy's own types."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from .errors import InvalidValue
+
+# Backends whose JSON column type is a real JSON type; elsewhere JSON is stored as TEXT.
+_NATIVE_JSON = {"postgresql", "mysql", "mariadb"}
+
+
+def utcnow() -> dt.datetime:
+    """The current time in UTC as a naive datetime (how every timestamp is stored)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class JSON(TypeDecorator):
+    """JSON values: JSONB on PostgreSQL, JSON on MariaDB/MySQL, TEXT elsewhere.
+
+    dicts, lists, strings, numbers, booleans round-trip; Python ``None`` is SQL NULL.
+    """
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(none_as_null=True)
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.JSONB(none_as_null=True))
+        if dialect.name in _NATIVE_JSON:
+            return dialect.type_descriptor(sa.JSON(none_as_null=True))
+        # TEXT, not a type named JSON: SQLite would give that NUMERIC affinity.
+        return dialect.type_descriptor(sa.Text())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or dialect.name in _NATIVE_JSON:
+            return value
+        try:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        except (TypeError, ValueError) as e:
+            raise InvalidValue(f"value is not JSON-serialisable: {e}") from None
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or dialect.name in _NATIVE_JSON:
+            return value
+        return json.loads(value)
+
+
+def coerce_uuid(value: Any) -> uuid.UUID:
+    """A ``uuid.UUID`` from a UUID or its string form (hyphens optional), else InvalidValue."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise InvalidValue(f"not a UUID: {value!r} (give a uuid.UUID or its string form)")
+
+
+class UUID(TypeDecorator):
+    """UUIDs: native where the backend has a UUID type, 32 hex characters elsewhere.
+
+    Accepts ``uuid.UUID`` or its string form; always returns ``uuid.UUID``.
+    """
+
+    impl = sa.Uuid
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(as_uuid=True)
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> uuid.UUID | None:
+        return None if value is None else coerce_uuid(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> uuid.UUID | None:
+        return None if value is None else coerce_uuid(value)
+
+
+class UTCDateTime(TypeDecorator):
+    """Naive UTC datetimes with microseconds on every backend (DATETIME(6) on MariaDB).
+
+    An aware datetime is converted to UTC before it is stored.
+    """
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime):
+            raise InvalidValue(f"not a datetime: {value!r}")
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
+
+
+def long_text() -> TypeEngine[Any]:
+    """Text up to 16 MB on MariaDB/MySQL (MEDIUMTEXT), plain TEXT elsewhere."""
+    return sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
