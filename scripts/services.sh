@@ -55,10 +55,10 @@ start_and_wait() {
     done
 }
 
-# Show the end of a log file on stderr (for failure messages).
+# show_log FILE [LABEL]: the end of a log file on stderr (for failure messages).
 show_log() {
-    if [[ -r $1 ]]; then
-        echo "--- last lines of $1:" >&2
+    if [[ -s $1 ]]; then
+        echo "--- last lines of ${2:-$1}:" >&2
         tail -n 20 "$1" >&2 || true
     fi
 }
@@ -162,7 +162,7 @@ setup_postgresql() {
             did+=("created cluster $PG_VER/$PG_NAME")
         fi
         if ! start_and_wait postgresql pg_ready pg_start; then
-            show_log "$START_LOG"
+            show_log "$START_LOG" "the start command's output"
             show_log "/var/log/postgresql/postgresql-$PG_VER-$PG_NAME.log"
             die "postgresql: not accepting connections on 127.0.0.1:$PG_PORT after ${WAIT_SECONDS}s"
         fi
@@ -249,7 +249,7 @@ setup_mariadb() {
             did+=("initialised /var/lib/mysql")
         fi
         if ! start_and_wait mariadb my_ready my_start; then
-            show_log "$START_LOG"
+            show_log "$START_LOG" "the start command's output"
             show_log /var/log/mysql/ci.log
             show_log /var/log/mysql/error.log
             die "mariadb: not accepting connections on 127.0.0.1:$MY_PORT after ${WAIT_SECONDS}s"
@@ -326,7 +326,7 @@ setup_redis() {
             fi
         fi
         if ! start_and_wait redis redis_ready redis_start; then
-            show_log "$START_LOG"
+            show_log "$START_LOG" "the start command's output"
             show_log /var/log/redis/ci.log
             die "redis: not answering PING on 127.0.0.1:$REDIS_PORT after ${WAIT_SECONDS}s"
         fi
