@@ -1,7 +1,10 @@
 """Shared fixtures: every test that takes ``db`` runs on each SQL backend.
 
 Server URLs come from the environment (defaults match the project's CI machine).
-A server that cannot be reached fails the test; nothing is skipped.
+Each test run works in a database of its own on each server (``dblayer_t<pid>``,
+dropped at the end), so runs in parallel (xdist workers, two developers) never
+see each other's rows. A server that cannot be reached fails the test; nothing
+is skipped.
 """
 
 from __future__ import annotations
@@ -24,20 +27,62 @@ BACKENDS = ["sqlite_memory", "sqlite_file", "postgresql", "mariadb"]
 SHARED_BACKENDS = ["sqlite_file", "postgresql", "mariadb"]
 
 
+RUN_DATABASE = f"dblayer_t{os.getpid()}"
+_databases: dict[str, Database] = {}
+_run_urls: dict[str, str] = {}
+
+
+def _server_run_url(base_url: str) -> str:
+    """Create this run's database on the server of ``base_url``; return its URL."""
+    if base_url not in _run_urls:
+        url = sa.make_url(base_url)
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                if url.get_backend_name() == "postgresql":
+                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{RUN_DATABASE}" WITH (FORCE)')
+                    conn.exec_driver_sql(f'CREATE DATABASE "{RUN_DATABASE}"')
+                else:
+                    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{RUN_DATABASE}`")
+                    conn.exec_driver_sql(f"CREATE DATABASE `{RUN_DATABASE}` CHARACTER SET utf8mb4")
+        except sa.exc.OperationalError as e:
+            pytest.fail(f"server not reachable at {url.render_as_string()}: {e}", pytrace=False)
+        finally:
+            engine.dispose()
+        _run_urls[base_url] = url.set(database=RUN_DATABASE).render_as_string(hide_password=False)
+    return _run_urls[base_url]
+
+
+def _drop_run_databases() -> None:
+    for base_url in _run_urls:
+        url = sa.make_url(base_url)
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            if url.get_backend_name() == "postgresql":
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{RUN_DATABASE}" WITH (FORCE)')
+            else:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{RUN_DATABASE}`")
+        engine.dispose()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Close every test Database and drop this run's server databases."""
+    for db in _databases.values():
+        db.dispose()
+    _drop_run_databases()
+
+
 def backend_url(backend: str, tmp_dir: Path) -> str:
-    """The URL tests use for ``backend``."""
+    """The URL tests use for ``backend`` (this run's own database on a server)."""
     if backend == "sqlite_memory":
         return "sqlite://"
     if backend == "sqlite_file":
         return f"sqlite:///{tmp_dir / 'dblayer-test.db'}"
     if backend == "postgresql":
-        return PG_URL
+        return _server_run_url(PG_URL)
     if backend == "mariadb":
-        return MYSQL_URL
+        return _server_run_url(MYSQL_URL)
     raise ValueError(backend)
-
-
-_databases: dict[str, Database] = {}
 
 
 def open_database(backend: str, tmp_dir: Path) -> Database:
@@ -81,10 +126,9 @@ _created: set[tuple[int, int]] = set()
 
 
 def create_once(db: Database, metadata: sa.MetaData) -> None:
-    """Create ``metadata``'s tables on ``db`` once per run (dropping leftovers of an earlier run)."""
+    """Create ``metadata``'s tables on ``db`` once per run."""
     key = (id(db), id(metadata))
     if key not in _created:
-        db.drop_all(metadata)
         db.create_all(metadata)
         _created.add(key)
 

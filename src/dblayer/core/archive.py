@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, MetaData, Table
 
 from .database import Database
-from .errors import InvalidQuery
+from .errors import ForeignKeyViolation, InvalidQuery
 from .models import not_deleted_value
 
 SHADOW_PREFIX = "shadow_"
@@ -30,6 +30,20 @@ def _shadow_type(type_: Any, prefix: str) -> Any:
     return copied
 
 
+def _check_prefix(prefix: object) -> None:
+    if not isinstance(prefix, str) or not prefix:
+        raise InvalidQuery(f"prefix must be a non-empty string, got {prefix!r}")
+
+
+def _check_count(name: str, value: object, *, minimum: int, optional: bool = False) -> None:
+    """Reject anything but an int >= ``minimum`` (or None when ``optional``)."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        allowed = f"an integer >= {minimum}" + (" or None" if optional else "")
+        raise InvalidQuery(f"{name} must be {allowed}, got {value!r}")
+
+
 def is_shadow(table: Table, prefix: str = SHADOW_PREFIX) -> bool:
     """Whether ``table`` is a shadow table."""
     return table.name.startswith(prefix)
@@ -37,6 +51,7 @@ def is_shadow(table: Table, prefix: str = SHADOW_PREFIX) -> bool:
 
 def create_shadow_tables(metadata: MetaData, *, prefix: str = SHADOW_PREFIX) -> dict[str, Table]:
     """Add a shadow twin to ``metadata`` for every table that has none; return name -> shadow."""
+    _check_prefix(prefix)
     shadows: dict[str, Table] = {}
     for table in list(metadata.sorted_tables):
         if is_shadow(table, prefix):
@@ -62,18 +77,33 @@ def create_shadow_tables(metadata: MetaData, *, prefix: str = SHADOW_PREFIX) -> 
 def _primary_key(table: Table) -> sa.Column[Any]:
     columns = list(table.primary_key.columns)
     if len(columns) != 1:
-        raise InvalidQuery(f"archiving needs a single-column primary key; {table.name!r} has {len(columns)}")
+        raise InvalidQuery(
+            f"archiving needs a single-column primary key; {table.name!r} has {len(columns)}"
+        )
     return columns[0]
 
 
 def _still_referenced(table: Table, metadata: MetaData) -> list[sa.ColumnElement[bool]]:
-    """Clauses that are true while some row of another table still refers to a row of ``table``."""
-    clauses = []
+    """Clauses that are true while some other row still refers to a row of ``table``."""
+    clauses: list[sa.ColumnElement[bool]] = []
     for other in metadata.tables.values():
         for fk in other.foreign_keys:
-            if fk.column.table is table and other is not table:
+            if fk.column.table is not table:
+                continue
+            if other is not table:
                 clauses.append(sa.exists().where(fk.parent == fk.column))
+                continue
+            # A self-reference (a tree): another row of the same table, under an alias.
+            alias = table.alias()
+            pk = _primary_key(table)
+            clauses.append(
+                sa.exists().where(alias.c[fk.parent.name] == fk.column, alias.c[pk.name] != pk)
+            )
     return clauses
+
+
+def _is_self_referencing(table: Table) -> bool:
+    return any(fk.column.table is table for fk in table.foreign_keys)
 
 
 def _archive_batch(
@@ -86,6 +116,8 @@ def _archive_batch(
         .where(deleted != not_deleted_value(deleted), *[~b for b in blockers])
         .order_by(pk)
         .limit(limit)
+        # Lock the rows: none may be restored or changed between the copy and the delete.
+        .with_for_update()
     )
     ids = list(conn.execute(ids_query).scalars())
     if not ids:
@@ -93,6 +125,14 @@ def _archive_batch(
     names = [c.name for c in shadow.columns]
     rows = sa.select(*[table.c[n] for n in names]).where(pk.in_(ids))
     conn.execute(sa.insert(shadow).from_select(names, rows))
+    for fk in table.foreign_keys:
+        if fk.column.table is table and fk.parent.nullable:
+            # InnoDB refuses to delete a row that refers to itself: cut that link first
+            # (the shadow already holds the row as it was).
+            column = fk.parent
+            conn.execute(
+                sa.update(table).where(pk.in_(ids), column.is_not(None)).values({column.name: None})
+            )
     return conn.execute(sa.delete(table).where(pk.in_(ids))).rowcount
 
 
@@ -108,11 +148,14 @@ def archive_table(
     """Move up to ``max_rows`` soft-deleted rows of one table to its shadow; return how many.
 
     Each batch is one transaction; a table without a shadow or a ``deleted`` column gives 0.
+    Rows still referred to stay; if a table outside ``metadata`` still refers to one, the
+    batch is undone and archiving of this table stops there (try again later).
     """
-    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 0):
-        raise InvalidQuery(f"max_rows must be a non-negative integer or None, got {max_rows!r}")
-    if batch_size < 1:
-        raise InvalidQuery("batch_size must be at least 1")
+    _check_count("max_rows", max_rows, minimum=0, optional=True)
+    _check_count("batch_size", batch_size, minimum=1)
+    _check_prefix(prefix)
+    if not isinstance(table_name, str):
+        raise InvalidQuery(f"table_name must be a string, got {table_name!r}")
     table = metadata.tables.get(table_name)
     if table is None:
         raise InvalidQuery(f"unknown table {table_name!r}")
@@ -120,12 +163,17 @@ def archive_table(
     if shadow is None or "deleted" not in table.c:
         return 0
     blockers = _still_referenced(table, metadata)
+    # In a tree, a parent row frees up only once its children moved in an earlier batch.
+    again_after_short_batch = _is_self_referencing(table)
     moved = 0
     while max_rows is None or moved < max_rows:
         limit = batch_size if max_rows is None else min(batch_size, max_rows - moved)
-        count = db.run(_archive_batch, table, shadow, blockers, limit)
+        try:
+            count = db.run(_archive_batch, table, shadow, blockers, limit)
+        except ForeignKeyViolation:
+            break
         moved += count
-        if count < limit:
+        if count == 0 or (count < limit and not again_after_short_batch):
             break
     return moved
 
@@ -140,6 +188,9 @@ def archive_deleted_rows(
 ) -> dict[str, int]:
     """Archive soft-deleted rows of every table, children before parents, up to ``max_rows``
     in all; return the number moved per table (tables that moved none are left out)."""
+    _check_count("max_rows", max_rows, minimum=0, optional=True)
+    _check_count("batch_size", batch_size, minimum=1)
+    _check_prefix(prefix)
     counts: dict[str, int] = {}
     total = 0
     for table in reversed(metadata.sorted_tables):
@@ -180,6 +231,8 @@ def purge_shadow_tables(
     return the number removed per shadow table (tables that lost none are left out)."""
     if before is not None and not isinstance(before, dt.datetime):
         raise InvalidQuery(f"before must be a datetime, got {before!r}")
+    _check_count("batch_size", batch_size, minimum=1)
+    _check_prefix(prefix)
     if before is not None and before.tzinfo is not None:
         before = before.astimezone(dt.UTC).replace(tzinfo=None)
     counts: dict[str, int] = {}

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import ColumnElement, Connection
 from sqlalchemy.orm import Session
 
-from .errors import ConstraintNotMet, InvalidQuery
+from .errors import ConstraintNotMet, InvalidQuery, translate
 from .query import columns_of
 
 
@@ -26,7 +26,7 @@ class Condition:
 
     def clauses(self, column: Any) -> list[ColumnElement[bool]]:
         """The SQL clauses (ANDed) this condition puts on ``column``."""
-        raise TypeError("use equal_any() or not_equal()")
+        raise InvalidQuery("a condition must be made with equal_any() or not_equal()")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}{self.values!r}"
@@ -62,6 +62,10 @@ class Constraint:
     """Conditions on several columns, all of which must hold for an update to apply."""
 
     def __init__(self, conditions: Mapping[str, Condition]) -> None:
+        if not isinstance(conditions, Mapping):
+            raise InvalidQuery(
+                f"a constraint takes a dict of column -> condition, got {conditions!r}"
+            )
         for name, condition in conditions.items():
             if not isinstance(condition, Condition):
                 raise InvalidQuery(
@@ -75,10 +79,9 @@ class Constraint:
         columns = columns_of(target)
         result: list[ColumnElement[bool]] = []
         for name, condition in self.conditions.items():
-            if name not in columns:
-                raise InvalidQuery(
-                    f"constraint names unknown column {name!r}; allowed: {', '.join(sorted(columns))}"
-                )
+            if not isinstance(name, str) or name not in columns:
+                allowed = ", ".join(sorted(columns.keys()))
+                raise InvalidQuery(f"constraint names unknown column {name!r}; allowed: {allowed}")
             result.extend(condition.clauses(columns[name]))
         return result
 
@@ -95,6 +98,19 @@ def constraint(**conditions: Condition) -> Constraint:
     return Constraint(conditions)
 
 
+def _assignments(columns: Mapping[str, Any], values: Any) -> dict[Any, Any]:
+    if not isinstance(values, Mapping) or not values:
+        raise InvalidQuery(
+            f"an update must set at least one column, given as a dict; got {values!r}"
+        )
+    unknown = [n for n in values if not isinstance(n, str) or n not in columns]
+    if unknown:
+        raise InvalidQuery(
+            f"update names unknown columns {unknown!r}; allowed: {', '.join(sorted(columns.keys()))}"
+        )
+    return {columns[name]: value for name, value in values.items()}
+
+
 def conditional_update(
     conn: Connection | Session,
     target: Any,
@@ -102,12 +118,29 @@ def conditional_update(
     *where: ColumnElement[bool],
     constraint: Constraint | None = None,
 ) -> int:
-    """UPDATE the rows matching ``where`` and ``constraint``; ConstraintNotMet if none matched."""
+    """UPDATE the rows of ``target`` (a Table or mapped class) matching ``where`` and
+    ``constraint``; return how many matched, or raise ConstraintNotMet (nothing changed)."""
+    columns = columns_of(target)
     table = target if isinstance(target, sa.Table) else target.__table__
+    assignments = _assignments(columns, values)
+    if constraint is not None and not isinstance(constraint, Constraint):
+        raise InvalidQuery(f"constraint must be made with constraint(...), got {constraint!r}")
+    wrong = [
+        w
+        for w in where
+        if not isinstance(w, sa.ClauseElement) and not hasattr(w, "__clause_element__")
+    ]
+    if wrong:
+        raise InvalidQuery(f"where must be SQLAlchemy clauses, got {wrong!r}")
     clauses = list(where)
     if constraint is not None:
-        clauses.extend(constraint.clauses(table))
-    result = conn.execute(sa.update(table).where(*clauses).values(dict(values)))
+        clauses.extend(constraint.clauses(target))
+    try:
+        result = conn.execute(sa.update(table).where(*clauses).values(assignments))
+    except sa.exc.SQLAlchemyError as e:
+        raise translate(e) from e
+    # MariaDB/MySQL report rows matched, not rows changed (SQLAlchemy sets FOUND_ROWS), so an
+    # update that writes the values a row already holds still counts as met.
     if result.rowcount == 0:
         raise ConstraintNotMet("the update's conditions were not met; nothing changed")
     return result.rowcount

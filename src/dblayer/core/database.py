@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +26,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from .errors import InvalidValue, TransientError, mask_secret, translate
+from .errors import DBLayerError, InvalidValue, TransientError, mask_secret, translate
+from .types import json_dumps
 
 T = TypeVar("T")
 
@@ -80,13 +82,22 @@ def _is_memory_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
+def _password_in(raw: object) -> str | None:
+    """The password of a URL string too broken to parse, so that no message shows it."""
+    if not isinstance(raw, str):
+        return None
+    m = re.match(r"^[^:/]*://[^:/@]*:([^/]*)@", raw)
+    return m.group(1) if m else None
+
+
 def _normalise_url(url: str | URL | None) -> URL:
     if url is None or url == "":
         url = DEFAULT_URL
     try:
         parsed = make_url(url)
-    except (sa_exc.ArgumentError, ValueError) as e:
-        raise InvalidValue(f"not a database URL: {e}") from None
+    except (sa_exc.ArgumentError, ValueError, TypeError) as e:
+        message = mask_secret(str(e), _password_in(url))
+        raise InvalidValue(f"not a database URL: {message}") from None
     backend = parsed.get_backend_name()
     if backend in ("mysql", "mariadb") and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
@@ -102,7 +113,8 @@ class _EngineSetup:
 
 def _engine_setup(url: URL, lock_timeout: float, echo: bool) -> _EngineSetup:
     backend = url.get_backend_name()
-    kwargs: dict[str, Any] = {"echo": echo}
+    # Every driver that serialises JSON itself (psycopg, pymysql) uses the library's checked dumps.
+    kwargs: dict[str, Any] = {"echo": echo, "json_serializer": json_dumps}
     if backend == "sqlite":
         kwargs["connect_args"] = {"check_same_thread": False}
         if _is_memory_sqlite(url):
@@ -117,7 +129,12 @@ def _engine_setup(url: URL, lock_timeout: float, echo: bool) -> _EngineSetup:
         kwargs["isolation_level"] = "READ COMMITTED"
         kwargs["pool_recycle"] = 3600
         kwargs["connect_args"] = {
-            "init_command": f"SET SESSION innodb_lock_wait_timeout={seconds}",
+            # Strict mode whatever the server's default: an over-long or out-of-range value
+            # is an error, never a silent truncation.
+            "init_command": (
+                f"SET SESSION innodb_lock_wait_timeout={seconds}, "
+                "sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')"
+            ),
         }
     return _EngineSetup(kwargs)
 
@@ -158,18 +175,29 @@ class Database:
         lock_timeout: float = 30.0,
         retry: RetryPolicy | None = None,
     ) -> None:
-        """Build engines for ``url`` (default: in-memory SQLite) and an optional reader."""
+        """Build engines for ``url`` (default: in-memory SQLite) and an optional reader.
+
+        ``reader_url`` (a replica) serves read-only units of work; ``lock_timeout`` is how
+        many seconds a statement waits for a lock before LockTimeout.
+        """
+        if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)):
+            raise InvalidValue(f"lock_timeout must be a number of seconds, got {lock_timeout!r}")
+        if not lock_timeout > 0:
+            raise InvalidValue(f"lock_timeout must be positive, got {lock_timeout!r}")
         self._url = _normalise_url(url)
-        self._secret = self._url.password
+        self._secrets: tuple[str, ...] = tuple(p for p in [self._url.password] if p)
         self.lock_timeout = lock_timeout
         self.retry_policy = retry or RetryPolicy()
         self.engine = self._make_engine(self._url, echo)
         self.reader_engine: Engine | None = None
         if reader_url is not None:
             reader = _normalise_url(reader_url)
-            self._reader_secret = reader.password
+            if reader.password:
+                self._secrets += (reader.password,)
             self.reader_engine = self._make_engine(reader, echo)
-        self._current: ContextVar[_Unit | None] = ContextVar(f"dblayer_unit_{id(self)}", default=None)
+        self._current: ContextVar[_Unit | None] = ContextVar(
+            f"dblayer_unit_{id(self)}", default=None
+        )
         self._facts: DialectFacts | None = None
         # An in-memory SQLite database is one shared connection: units of work take turns.
         self._memory_lock = threading.RLock() if _is_memory_sqlite(self._url) else None
@@ -202,6 +230,14 @@ class Database:
         """The URL with its password masked."""
         return self._mask(self._url)
 
+    @property
+    def reader_url(self) -> str | None:
+        """The reader's URL with its password masked, or None without a reader."""
+        return None if self.reader_engine is None else self._mask(self.reader_engine.url)
+
+    def _translate(self, error: BaseException) -> DBLayerError:
+        return translate(error, secrets=self._secrets)
+
     def __repr__(self) -> str:
         return f"Database({self.url!r})"
 
@@ -215,8 +251,8 @@ class Database:
     def facts(self) -> DialectFacts:
         """Facts about the backend; the first call connects to learn the server version."""
         if self._facts is None:
-            with self.transaction(readonly=True):
-                pass
+            if self.engine.dialect.server_version_info is None:
+                self._connect_writer()
             d = self.engine.dialect
             version = tuple(d.server_version_info or ())
             is_mariadb = bool(getattr(d, "is_mariadb", False))
@@ -237,10 +273,28 @@ class Database:
                 delete_returning=bool(d.delete_returning),
                 insert_returning=bool(d.insert_returning),
                 native_json=backend in ("postgresql", "mysql"),
-                native_uuid=bool(getattr(d, "supports_native_uuid", False)),
+                # Whether types.UUID is the server's own type (not MariaDB's: see types.UUID).
+                native_uuid=backend == "postgresql",
                 is_memory=_is_memory_sqlite(self._url),
             )
         return self._facts
+
+    def _connect_writer(self) -> None:
+        """Connect the writer once, so that its dialect learns the server version.
+
+        Not through a unit of work: a readonly unit may go to the reader, whose
+        connection teaches the writer's dialect nothing.
+        """
+        lock = self._memory_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            self.engine.connect().close()
+        except sa_exc.SQLAlchemyError as e:
+            raise self._translate(e) from e
+        finally:
+            if lock is not None:
+                lock.release()
 
     # -- units of work ----------------------------------------------------------------------
 
@@ -253,9 +307,14 @@ class Database:
     def _unit(self, readonly: bool) -> Iterator[_Unit]:
         outer = self._current.get()
         if outer is not None:
-            yield outer
+            try:
+                yield outer
+            except sa_exc.SQLAlchemyError as e:
+                raise self._translate(e) from e
             return
-        engine = self.reader_engine if (readonly and self.reader_engine is not None) else self.engine
+        engine = (
+            self.reader_engine if (readonly and self.reader_engine is not None) else self.engine
+        )
         lock = self._memory_lock
         if lock is not None:
             lock.acquire()
@@ -276,15 +335,23 @@ class Database:
                     if unit.session is not None:
                         unit.session.close()
         except sa_exc.SQLAlchemyError as e:
-            raise translate(e, secret=self._secret) from e
+            raise self._translate(e) from e
         finally:
             if lock is not None:
                 lock.release()
 
     @contextmanager
     def transaction(self, *, readonly: bool = False) -> Iterator[Connection]:
-        """A Core connection in one transaction: committed on success, rolled back on error."""
+        """A Core connection in one transaction: committed on success, rolled back on error.
+
+        Inside an open unit of work this joins it (same connection, same transaction).
+        ``readonly`` units go to the reader when there is one and, on SQLite, do not take
+        the write lock; they do not stop a write.
+        """
         with self._unit(readonly) as unit:
+            if unit.session is not None:
+                # Core statements must see what the enclosing ORM session has pending.
+                unit.session.flush()
             yield unit.connection
 
     @contextmanager

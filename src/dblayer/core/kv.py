@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, MetaData, Table
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from .database import Database
 from .errors import CompareAndSetFailed, InvalidValue
-from .types import JSON, UTCDateTime, utcnow
+from .types import JSON, UTCDateTime, json_dumps, utcnow
 from .upsert import insert_ignore, upsert
 
 
@@ -23,12 +27,34 @@ class _Absent:
 ABSENT: Any = _Absent()
 
 
+class ExactKey(TypeDecorator):
+    """A VARCHAR whose values compare byte for byte on every backend.
+
+    MariaDB/MySQL's default collation ignores case and accents (and MariaDB's also
+    trailing spaces), which would make "a", "A" and "a " one key there.
+    """
+
+    impl = sa.String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            version = tuple(dialect.server_version_info or ())
+            if getattr(dialect, "is_mariadb", False):
+                collation = "utf8mb4_nopad_bin"
+            else:
+                collation = "utf8mb4_0900_bin" if version >= (8, 0, 17) else "utf8mb4_bin"
+            varchar = mysql.VARCHAR(self.impl.length, charset="utf8mb4", collation=collation)
+            return dialect.type_descriptor(varchar)
+        return dialect.type_descriptor(self.impl)
+
+
 def kv_table(name: str, metadata: MetaData, *, key_length: int = 255) -> Table:
     """A key-value table: ``key`` (primary key), ``value`` (JSON), ``created_at``, ``updated_at``."""
     return Table(
         name,
         metadata,
-        sa.Column("key", sa.String(key_length), primary_key=True),
+        sa.Column("key", ExactKey(key_length), primary_key=True),
         sa.Column("value", JSON()),
         sa.Column("created_at", UTCDateTime(), default=utcnow),
         sa.Column("updated_at", UTCDateTime(), default=utcnow, onupdate=utcnow),
@@ -48,7 +74,7 @@ class KeyValueStore:
     def _check_key(self, key: Any) -> str:
         if not isinstance(key, str) or not key:
             raise InvalidValue(f"a key must be a non-empty string, got {key!r}")
-        length = self.table.c.key.type.length
+        length = getattr(self.table.c.key.type, "length", None)
         if length is not None and len(key) > length:
             raise InvalidValue(f"key is {len(key)} characters long; at most {length} allowed")
         return key
@@ -92,19 +118,27 @@ class KeyValueStore:
         CompareAndSetFailed instead. Nothing changes on a mismatch.
         """
         key = self._check_key(key)
-        applied = self.db.run(self._compare_and_set, key, new, expected)
+        json_dumps(new)  # a value that cannot be stored is an error, match or not
+        wanted = ABSENT if expected is ABSENT else _canonical(expected)
+        applied = self.db.run(self._compare_and_set, key, new, wanted)
         if not applied and raise_on_mismatch:
             raise CompareAndSetFailed(f"key {key!r} does not hold the expected value")
         return applied
 
-    def _compare_and_set(self, conn: Connection, key: str, new: Any, expected: Any) -> bool:
+    def _compare_and_set(self, conn: Connection, key: str, new: Any, wanted: str | _Absent) -> bool:
         now = utcnow()
-        if expected is ABSENT:
+        if wanted is ABSENT:
             row = {"key": key, "value": new, "created_at": now, "updated_at": now}
             return insert_ignore(conn, self.table, row) == 1
         row = conn.execute(self._lock, {"k": key}).first()
-        if row is None or row[0] != expected or type(row[0]) is not type(expected):
+        if row is None or _canonical(row[0]) != wanted:
             return False
         stmt = sa.update(self.table).where(self.table.c.key == key)
         conn.execute(stmt.values(value=new, updated_at=now))
         return True
+
+
+def _canonical(value: Any) -> str:
+    """``value`` as the JSON it is stored as, keys sorted: equal only for equal JSON
+    (1, 1.0 and True all differ; a tuple is the list it is stored as)."""
+    return json.dumps(json.loads(json_dumps(value)), sort_keys=True, separators=(",", ":"))

@@ -42,6 +42,8 @@ class DictMixin:
         return [attr.key for attr in sa.inspect(type(self)).column_attrs]
 
     def __getitem__(self, key: str) -> Any:
+        if not isinstance(key, str):
+            raise KeyError(key)
         try:
             return getattr(self, key)
         except AttributeError:
@@ -60,9 +62,9 @@ class DictMixin:
         """The attribute ``key``, or ``default`` when there is none."""
         return getattr(self, key, default)
 
-    def update(self, values: Mapping[str, Any]) -> None:
-        """Set several attributes at once."""
-        for key, value in values.items():
+    def update(self, values: Mapping[str, Any] | None = None, /, **more: Any) -> None:
+        """Set several attributes at once, from a mapping and/or keyword arguments."""
+        for key, value in {**(values or {}), **more}.items():
             setattr(self, key, value)
 
     def items(self) -> list[tuple[str, Any]]:
@@ -90,6 +92,10 @@ class SoftDeleteMixin:
 
     def soft_delete(self, session: Session) -> None:
         """Mark this row deleted (``deleted = id``, ``deleted_at = now``) and flush."""
+        if self.id is None:  # type: ignore[attr-defined]
+            # A row never flushed has no id yet, and deleted = NULL would not read as deleted.
+            session.add(self)
+            session.flush()
         self.deleted = self.id  # type: ignore[attr-defined]
         self.deleted_at = utcnow()
         session.add(self)
@@ -97,7 +103,10 @@ class SoftDeleteMixin:
 
 
 def _table(target: Any) -> Table:
-    return target if isinstance(target, Table) else target.__table__
+    table = target if isinstance(target, Table) else getattr(target, "__table__", None)
+    if not isinstance(table, Table):
+        raise InvalidQuery(f"expected a Table or a mapped class, got {target!r}")
+    return table
 
 
 def not_deleted_value(column: sa.Column[Any]) -> Any:
@@ -125,10 +134,17 @@ def soft_delete(conn: Connection | Session, target: Any, *where: sa.ColumnElemen
     """Soft-delete the live rows matching ``where`` in one UPDATE; return how many.
 
     ``deleted`` becomes the row's id and ``deleted_at`` now; ``updated_at`` is left as it was.
+    Objects already loaded in a Session are not refreshed.
     """
     table = _table(target)
+    alive = live(table)
+    if "id" not in table.c:
+        raise InvalidQuery(f"table {table.name!r} has no 'id' column to mark deleted rows with")
+    if isinstance(conn, Session):
+        # A Core UPDATE does not autoflush: let it see the session's pending rows.
+        conn.flush()
     values: dict[str, Any] = {"deleted": table.c.id, "deleted_at": utcnow()}
     if "updated_at" in table.c:
         values["updated_at"] = table.c.updated_at
-    stmt = sa.update(table).where(live(table), *where).values(values)
+    stmt = sa.update(table).where(alive, *where).values(values)
     return conn.execute(stmt).rowcount

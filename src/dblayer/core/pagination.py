@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Connection, Select
 from sqlalchemy.orm import Session
 
 from .errors import InvalidQuery, MarkerNotFound
-from .query import columns_of
+from .query import MAX_COUNT, columns_of
 
 
 class InvalidSortKey(InvalidQuery):
@@ -46,22 +46,29 @@ def _primary_key_names(target: Any) -> list[str]:
 
 def sort_keys(
     target: Any,
-    keys: Sequence[str],
-    directions: Sequence[str] | str = "asc",
+    keys: Sequence[str] | str,
+    directions: Sequence[str] | str | None = "asc",
 ) -> list[SortKey]:
     """Checked sort keys for ``target``, with its primary key appended as the tie-breaker.
 
-    ``directions`` is one direction for every key, or one per key.
+    ``keys`` is a list of column names (or one name); ``directions`` is one direction
+    for every key, or one per key (None: ascending).
     """
     columns = columns_of(target)
-    if isinstance(directions, str):
-        directions = [directions] * len(keys)
-    if len(directions) != len(keys):
+    if isinstance(keys, str):  # one name, not a list of one-letter names
+        keys = [keys]
+    if not isinstance(keys, Sequence):
+        raise InvalidSortKey(f"sort keys must be a list of column names, got {type(keys).__name__}")
+    if directions is None or isinstance(directions, str):
+        directions = ["asc" if directions is None else directions] * len(keys)
+    if not isinstance(directions, Sequence) or len(directions) != len(keys):
         raise InvalidSortKey("give one direction, or one per sort key")
     result: list[SortKey] = []
     for name, direction in zip(keys, directions, strict=True):
         if not isinstance(name, str) or name not in columns:
-            raise InvalidSortKey(f"unknown sort key {name!r}; allowed: {', '.join(sorted(columns))}")
+            # keys(): iterating a Table's column collection yields Columns, not names.
+            allowed = ", ".join(sorted(columns.keys()))
+            raise InvalidSortKey(f"unknown sort key {name!r}; allowed: {allowed}")
         if not isinstance(direction, str) or direction.lower() not in ("asc", "desc"):
             raise InvalidSortKey(f"unknown sort direction {direction!r}; allowed: asc, desc")
         if name not in {k.name for k in result}:
@@ -103,12 +110,11 @@ def _same(key: SortKey, value: Any) -> ColumnElement[bool]:
 
 def marker_value(marker: Any, name: str) -> Any:
     """The value of key ``name`` in a marker row (mapping, Row or object)."""
-    if isinstance(marker, Mapping):
-        return marker[name]
-    mapping = getattr(marker, "_mapping", None)
-    if mapping is not None:
-        return mapping[name]
-    return getattr(marker, name)
+    mapping = marker if isinstance(marker, Mapping) else getattr(marker, "_mapping", None)
+    try:
+        return mapping[name] if mapping is not None else getattr(marker, name)
+    except (KeyError, AttributeError):
+        raise InvalidQuery(f"marker has no value for sort key {name!r}") from None
 
 
 def after_marker(keys: Sequence[SortKey], marker: Any) -> ColumnElement[bool]:
@@ -130,8 +136,10 @@ def paginate(
     limit: int | None = None,
 ) -> Select[Any]:
     """Order ``stmt`` by ``keys`` and keep the page after ``marker`` (a row), ``limit`` long."""
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise InvalidQuery(f"limit must be a non-negative integer, got {limit!r}")
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_COUNT
+    ):
+        raise InvalidQuery(f"limit must be a non-negative integer up to {MAX_COUNT}, got {limit!r}")
     if marker is not None:
         stmt = stmt.where(after_marker(keys, marker))
     stmt = stmt.order_by(*order_clauses(keys, backend))
@@ -146,8 +154,12 @@ def load_marker(
     *where: ColumnElement[bool],
     what: str = "marker",
 ) -> Any:
-    """The one row matching ``where``, or MarkerNotFound naming ``what``."""
+    """The one row matching ``where``, or MarkerNotFound naming ``what``.
+
+    A mapped class gives its object through a Session, its Row through a Connection.
+    """
     row = conn.execute(sa.select(target).where(*where).limit(1)).first()
     if row is None:
         raise MarkerNotFound(f"{what} not found")
-    return row[0] if not isinstance(target, sa.Table) else row
+    # Only a Session turns select(Model) into objects; a Connection returns the columns.
+    return row[0] if isinstance(conn, Session) and not isinstance(target, sa.Table) else row

@@ -23,6 +23,17 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+def json_dumps(value: Any) -> str:
+    """Serialise ``value`` as strict JSON (no NaN/Infinity), else InvalidValue.
+
+    Also the engines' ``json_serializer``, so every backend accepts and rejects the same values.
+    """
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as e:
+        raise InvalidValue(f"value is not JSON-serialisable: {e}") from None
+
+
 class JSON(TypeDecorator):
     """JSON values: JSONB on PostgreSQL, JSON on MariaDB/MySQL, TEXT elsewhere.
 
@@ -45,11 +56,9 @@ class JSON(TypeDecorator):
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None or dialect.name in _NATIVE_JSON:
+            # Native types serialise with the engine's json_serializer (json_dumps).
             return value
-        try:
-            return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        except (TypeError, ValueError) as e:
-            raise InvalidValue(f"value is not JSON-serialisable: {e}") from None
+        return json_dumps(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if value is None or dialect.name in _NATIVE_JSON:
@@ -70,7 +79,7 @@ def coerce_uuid(value: Any) -> uuid.UUID:
 
 
 class UUID(TypeDecorator):
-    """UUIDs: native where the backend has a UUID type, 32 hex characters elsewhere.
+    """UUIDs: native on PostgreSQL, 32 hex characters (CHAR(32)) elsewhere.
 
     Accepts ``uuid.UUID`` or its string form; always returns ``uuid.UUID``.
     """
@@ -80,6 +89,13 @@ class UUID(TypeDecorator):
 
     def __init__(self) -> None:
         super().__init__(as_uuid=True)
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(sa.Uuid(as_uuid=True))
+        # Not MariaDB's native UUID: it refuses valid uuid.UUID values whose variant is not
+        # RFC 4122's (e.g. 12345678-9abc-def0-1234-56789abcdef0), which every other backend keeps.
+        return dialect.type_descriptor(sa.Uuid(as_uuid=True, native_uuid=False))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> uuid.UUID | None:
         return None if value is None else coerce_uuid(value)

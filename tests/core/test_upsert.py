@@ -1,0 +1,413 @@
+"""insert_many / upsert / insert_ignore on every backend."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from dblayer.core import (
+    ConflictError,
+    DuplicateEntry,
+    InvalidQuery,
+    InvalidValue,
+    insert_ignore,
+    insert_many,
+    upsert,
+)
+from tests.core import claims_schema as cs
+
+things = cs.things
+pairs = cs.pairs
+
+
+@pytest.fixture
+def empty(db, tables_of):
+    tables_of(db, cs.metadata)
+    return db
+
+
+def seed(db, rows) -> None:
+    with db.transaction() as conn:
+        conn.execute(sa.insert(things), rows)
+
+
+SEED = [
+    {"id": 1, "name": "one", "score": 10, "note": "first", "tags": ["a"]},
+    {"id": 2, "name": "two", "score": 20, "note": "second", "tags": None},
+]
+
+
+@pytest.fixture
+def seeded(empty):
+    seed(empty, SEED)
+    return empty
+
+
+def state(db, table=things) -> list[dict]:
+    with db.transaction(readonly=True) as conn:
+        order = list(table.primary_key.columns)
+        return [dict(r) for r in conn.execute(sa.select(table).order_by(*order)).mappings()]
+
+
+def run(db, fn, *args, **kwargs):
+    with db.transaction() as conn:
+        return fn(conn, *args, **kwargs)
+
+
+def row(id: int, name: str, score: int = 0, note: str | None = None, tags=None) -> dict:
+    return {"id": id, "name": name, "score": score, "note": note, "tags": tags}
+
+
+# -- insert_many ----------------------------------------------------------------------------
+
+
+def test_insert_many_stores_every_row(empty):
+    db = empty
+    rows = [{"id": i, "name": f"n{i}", "tags": {"i": i}} for i in range(1, 51)]
+    assert run(db, insert_many, things, rows) == 50
+    assert state(db) == [row(i, f"n{i}", tags={"i": i}) for i in range(1, 51)]
+
+
+def test_insert_many_takes_one_dict(empty):
+    db = empty
+    assert run(db, insert_many, things, {"id": 7, "name": "seven"}) == 1
+    assert state(db) == [row(7, "seven")]
+
+
+def test_insert_many_keeps_columns_that_only_later_rows_name(empty):
+    # One executemany would compile from the first row and drop "note"/"score" of the others.
+    db = empty
+    rows = [
+        {"id": 1, "name": "a"},
+        {"id": 2, "name": "b", "note": "kept", "score": 5},
+        {"id": 3, "name": "c", "score": 6},
+        {"id": 4, "name": "d", "note": "also kept"},
+    ]
+    assert run(db, insert_many, things, rows) == 4
+    assert state(db) == [
+        row(1, "a"),
+        row(2, "b", 5, "kept"),
+        row(3, "c", 6),
+        row(4, "d", note="also kept"),
+    ]
+
+
+def test_insert_many_with_no_rows_does_nothing(seeded):
+    db = seeded
+    assert run(db, insert_many, things, []) == 0
+    assert state(db) == SEED
+
+
+def test_insert_many_duplicate_raises_duplicate_entry_and_keeps_nothing(seeded):
+    db = seeded
+    with pytest.raises(DuplicateEntry), db.transaction() as conn:
+        insert_many(conn, things, [{"id": 10, "name": "ten"}, {"id": 11, "name": "eleven"}])
+        insert_many(conn, things, [{"id": 12, "name": "twelve"}, {"id": 1, "name": "dup"}])
+    assert state(db) == SEED
+
+
+def test_insert_many_duplicate_within_the_batch(empty):
+    db = empty
+    with pytest.raises(DuplicateEntry):
+        run(
+            db,
+            insert_many,
+            things,
+            [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 1, "name": "c"}],
+        )
+    assert state(db) == []
+
+
+def test_insert_many_duplicate_on_a_unique_column(seeded):
+    db = seeded
+    with pytest.raises(DuplicateEntry):
+        run(db, insert_many, things, [{"id": 3, "name": "one"}])
+    assert state(db) == SEED
+
+
+def test_insert_many_error_is_catchable_inside_the_transaction(seeded):
+    # The call raises dblayer's error itself, not a SQLAlchemy one, even before the block ends.
+    db = seeded
+    with pytest.raises(DuplicateEntry), db.transaction() as conn:
+        try:
+            insert_many(conn, things, [{"id": 1, "name": "dup"}])
+        except sa.exc.SQLAlchemyError:  # pragma: no cover - the failure this test is about
+            pytest.fail("a SQLAlchemy error escaped insert_many")
+    assert state(db) == SEED
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [{"id": 1, "name": "a", "nope": 1}],
+        [{"id": 1, "name": "a"}, {"id": 2, "name": "b", "bogus": 2}],
+        [{1: "x"}],
+        ["not a dict"],
+        "text",
+        5,
+    ],
+    ids=["unknown", "unknown-later", "non-str", "not-a-dict", "str", "int"],
+)
+def test_bad_rows_are_rejected_before_anything_is_written(empty, rows):
+    db = empty
+    for fn in (insert_many, upsert, insert_ignore):
+        with pytest.raises(InvalidQuery):
+            run(db, fn, things, rows)
+    assert state(db) == []
+
+
+def test_a_value_the_column_cannot_hold_is_invalid_value(empty):
+    db = empty
+    with pytest.raises(InvalidValue):
+        run(db, insert_many, things, [{"id": 1, "name": "a", "tags": {1, 2}}])
+    assert state(db) == []
+
+
+# -- upsert ---------------------------------------------------------------------------------
+
+
+def test_upsert_inserts_new_rows(empty):
+    db = empty
+    assert (
+        run(db, upsert, things, [{"id": 1, "name": "a", "score": 1}, {"id": 2, "name": "b"}]) == 2
+    )
+    assert state(db) == [row(1, "a", 1), row(2, "b")]
+
+
+def test_upsert_replaces_every_given_non_key_column_by_default(seeded):
+    db = seeded
+    n = run(
+        db,
+        upsert,
+        things,
+        [{"id": 1, "name": "uno", "score": 11, "tags": {"x": 1}}, {"id": 3, "name": "three"}],
+    )
+    assert n == 2
+    # "note" was not given, so row 1 keeps its own.
+    assert state(db) == [row(1, "uno", 11, "first", {"x": 1}), SEED[1], row(3, "three")]
+
+
+def test_upsert_with_an_update_list_replaces_only_those(seeded):
+    db = seeded
+    run(
+        db, upsert, things, [{"id": 1, "name": "uno", "score": 11, "note": "new"}], update=["score"]
+    )
+    assert state(db) == [row(1, "one", 11, "first", ["a"]), SEED[1]]
+
+
+def test_upsert_updating_nothing_keeps_existing_rows_and_adds_new(seeded):
+    db = seeded
+    rows = [{"id": 1, "name": "uno", "score": 99}, {"id": 5, "name": "five", "score": 5}]
+    assert run(db, upsert, things, rows, update=[]) == 2
+    assert state(db) == [*SEED, row(5, "five", 5)]
+
+
+def test_upsert_updating_nothing_still_reports_bad_data(seeded):
+    # INSERT IGNORE would store a NULL "name" as '' on MariaDB; it must fail as elsewhere.
+    db = seeded
+    with pytest.raises(ConflictError):
+        run(db, upsert, things, [{"id": 9, "name": None}], update=[])
+    assert state(db) == SEED
+
+
+def test_upsert_on_a_unique_key(seeded):
+    db = seeded
+    run(
+        db, upsert, things, [{"id": 3, "name": "one", "score": 100}], key=["name"], update=["score"]
+    )
+    assert state(db) == [row(1, "one", 100, "first", ["a"]), SEED[1]]
+
+
+def test_upsert_same_key_twice_in_one_batch_keeps_the_last(empty):
+    db = empty
+    run(
+        db, upsert, things, [{"id": 1, "name": "a", "score": 1}, {"id": 1, "name": "a", "score": 2}]
+    )
+    assert state(db) == [row(1, "a", 2)]
+
+
+def test_upsert_with_rows_naming_different_columns(seeded):
+    db = seeded
+    rows = [{"id": 1, "name": "one", "score": 5}, {"id": 2, "name": "two", "note": "changed"}]
+    run(db, upsert, things, rows)
+    assert state(db) == [row(1, "one", 5, "first", ["a"]), row(2, "two", 20, "changed")]
+
+
+def test_upsert_composite_key(empty):
+    db = empty
+    run(db, insert_many, pairs, [{"a": 1, "b": "x", "value": 1}, {"a": 1, "b": "y", "value": 2}])
+    run(db, upsert, pairs, [{"a": 1, "b": "x", "value": 10}, {"a": 2, "b": "x", "value": 20}])
+    assert [(r["a"], r["b"], r["value"]) for r in state(db, pairs)] == [
+        (1, "x", 10),
+        (1, "y", 2),
+        (2, "x", 20),
+    ]
+
+
+def test_upsert_with_no_rows_does_nothing(seeded):
+    db = seeded
+    assert run(db, upsert, things, []) == 0
+    assert state(db) == SEED
+
+
+def test_upsert_in_an_orm_session(seeded):
+    db = seeded
+    with db.session() as session:
+        assert upsert(session, things, {"id": 2, "name": "two", "score": 22}) == 1
+    assert state(db)[1]["score"] == 22
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"key": ["nope"]},
+        {"key": "nope"},
+        {"key": ["score"]},
+        {"key": ["id", "note"]},
+        {"update": ["nope"]},
+        {"update": [1]},
+    ],
+    ids=[
+        "unknown-key",
+        "unknown-key-str",
+        "non-unique-key",
+        "not-a-unique-set",
+        "unknown-update",
+        "non-str-update",
+    ],
+)
+def test_upsert_bad_key_or_update_is_rejected(seeded, kwargs):
+    db = seeded
+    with pytest.raises(InvalidQuery):
+        run(db, upsert, things, [{"id": 1, "name": "x", "score": 1}], **kwargs)
+    with pytest.raises(InvalidQuery):
+        run(db, upsert, things, [], **kwargs)
+    assert state(db) == SEED
+
+
+# -- insert_ignore --------------------------------------------------------------------------
+
+
+def test_insert_ignore_counts_only_new_rows(seeded):
+    db = seeded
+    rows = [
+        {"id": 1, "name": "one", "score": 99},
+        {"id": 3, "name": "three"},
+        {"id": 2, "name": "two", "score": 99},
+        {"id": 4, "name": "four"},
+        {"id": 5, "name": "five"},
+    ]
+    assert run(db, insert_ignore, things, rows) == 3
+    assert state(db) == [*SEED, row(3, "three"), row(4, "four"), row(5, "five")]
+
+
+def test_insert_ignore_all_existing(seeded):
+    db = seeded
+    assert run(db, insert_ignore, things, [{"id": 1, "name": "one"}, {"id": 2, "name": "two"}]) == 0
+    assert state(db) == SEED
+
+
+def test_insert_ignore_same_key_twice_in_one_batch(empty):
+    db = empty
+    assert (
+        run(
+            db,
+            insert_ignore,
+            things,
+            [{"id": 1, "name": "a"}, {"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+        )
+        == 2
+    )
+    assert state(db) == [row(1, "a"), row(2, "b")]
+
+
+def test_insert_ignore_when_the_database_sees_a_duplicate_python_does_not(seeded):
+    # "1" is not 1 to Python, but it is the same key to the database: still skipped, still counted.
+    db = seeded
+    rows = [{"id": "1", "name": "uno"}, {"id": 3, "name": "three"}, {"id": "3", "name": "tres"}]
+    assert run(db, insert_ignore, things, rows) == 1
+    assert state(db) == [*SEED, row(3, "three")]
+
+
+def test_insert_ignore_one_dict(seeded):
+    db = seeded
+    assert run(db, insert_ignore, things, {"id": 1, "name": "one"}) == 0
+    assert run(db, insert_ignore, things, {"id": 3, "name": "three"}) == 1
+    assert state(db) == [*SEED, row(3, "three")]
+
+
+def test_insert_ignore_composite_key(empty):
+    db = empty
+    run(db, insert_many, pairs, [{"a": 1, "b": "x", "value": 1}])
+    rows = [
+        {"a": 1, "b": "x", "value": 9},
+        {"a": 1, "b": "y", "value": 2},
+        {"a": 2, "b": "x", "value": 3},
+    ]
+    assert run(db, insert_ignore, pairs, rows) == 2
+    assert [(r["a"], r["b"], r["value"]) for r in state(db, pairs)] == [
+        (1, "x", 1),
+        (1, "y", 2),
+        (2, "x", 3),
+    ]
+
+
+def test_insert_ignore_on_a_unique_key(seeded):
+    db = seeded
+    assert (
+        run(
+            db,
+            insert_ignore,
+            things,
+            [{"id": 3, "name": "one"}, {"id": 4, "name": "four"}],
+            key=["name"],
+        )
+        == 1
+    )
+    assert state(db) == [*SEED, row(4, "four")]
+
+
+def test_insert_ignore_with_rows_naming_different_columns(empty):
+    db = empty
+    rows = [
+        {"id": 1, "name": "a"},
+        {"id": 2, "name": "b", "note": "kept"},
+        {"id": 1, "name": "a", "note": "x"},
+    ]
+    assert run(db, insert_ignore, things, rows) == 2
+    assert state(db) == [row(1, "a"), row(2, "b", note="kept")]
+
+
+def test_insert_ignore_does_not_hide_bad_data(seeded):
+    db = seeded
+    with pytest.raises(ConflictError):
+        run(db, insert_ignore, things, [{"id": 3, "name": None}])
+    assert state(db) == SEED
+
+
+def test_insert_ignore_with_no_rows(seeded):
+    db = seeded
+    assert run(db, insert_ignore, things, []) == 0
+    assert state(db) == SEED
+
+
+def test_insert_ignore_joins_the_transaction(seeded):
+    db = seeded
+    with pytest.raises(RuntimeError), db.transaction() as conn:
+        assert (
+            insert_ignore(conn, things, [{"id": 1, "name": "one"}, {"id": 3, "name": "three"}]) == 1
+        )
+        raise RuntimeError("roll back")
+    assert state(db) == SEED
+
+
+@pytest.mark.parametrize(
+    "key", [["nope"], ["score"], ["note"]], ids=["unknown", "non-unique", "nullable-non-unique"]
+)
+def test_insert_ignore_bad_key_is_rejected(seeded, key):
+    db = seeded
+    with pytest.raises(InvalidQuery):
+        run(db, insert_ignore, things, [{"id": 3, "name": "three"}], key=key)
+    with pytest.raises(InvalidQuery):
+        run(db, insert_ignore, things, [], key=key)
+    assert state(db) == SEED
