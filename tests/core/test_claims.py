@@ -140,7 +140,15 @@ def test_nothing_matching_returns_empty(tables):
 # -- bad input ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("limit", [-1, "5", 1.5, True, None])
+def test_limit_none_claims_every_matching_row(tables):
+    db = tables
+    add_jobs(db, 5)
+    rows = claim(db, jobs, CLAIMED, where=[PENDING], order_by=[jobs.c.id], limit=None)
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in all_rows(db))
+    assert all(r["status"] == "CLAIMED" for r in all_rows(db))
+
+
+@pytest.mark.parametrize("limit", [-1, "5", 1.5, True])
 def test_bad_limit_is_rejected(tables, limit):
     db = tables
     add_jobs(db, 3)

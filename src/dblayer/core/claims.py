@@ -98,7 +98,7 @@ def _claim(
     values: dict[str, Any],
     where: list[Any],
     order_by: list[Any],
-    limit: int,
+    limit: int | None,
     facts: DialectFacts,
 ) -> list[dict[str, Any]]:
     pk = _single_primary_key(table)
@@ -124,7 +124,7 @@ def claim(
     *,
     where: Sequence[ColumnElement[bool]] = (),
     order_by: Sequence[Any] = (),
-    limit: int = 1,
+    limit: int | None = 1,
 ) -> list[dict[str, Any]]:
     """Set ``values`` on up to ``limit`` rows of ``table`` (a Table or mapped class) matching
     ``where`` (first by ``order_by``) and return those rows as dicts, as they are after the
@@ -134,8 +134,8 @@ def claim(
     The state change must make a claimed row stop matching ``where`` (for example
     ``status = 'PENDING'`` -> ``'CLAIMED'``), or the same row may be claimed again later.
     """
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise InvalidQuery(f"limit must be a non-negative integer, got {limit!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise InvalidQuery(f"limit must be a non-negative integer or None (all), got {limit!r}")
     table = _table(table)
     checked = _check_values(table, values)
     where_list = _clauses(where, "where")

@@ -7,13 +7,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, MetaData, Table
-from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from .database import Database
 from .errors import CompareAndSetFailed, InvalidValue
-from .types import JSON, UTCDateTime, json_dumps, utcnow
+from .types import JSON, ExactString, UTCDateTime, json_dumps, utcnow
 from .upsert import insert_ignore, upsert
 
 
@@ -27,34 +24,12 @@ class _Absent:
 ABSENT: Any = _Absent()
 
 
-class ExactKey(TypeDecorator):
-    """A VARCHAR whose values compare byte for byte on every backend.
-
-    MariaDB/MySQL's default collation ignores case and accents (and MariaDB's also
-    trailing spaces), which would make "a", "A" and "a " one key there.
-    """
-
-    impl = sa.String
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name in ("mysql", "mariadb"):
-            version = tuple(dialect.server_version_info or ())
-            if getattr(dialect, "is_mariadb", False):
-                collation = "utf8mb4_nopad_bin"
-            else:
-                collation = "utf8mb4_0900_bin" if version >= (8, 0, 17) else "utf8mb4_bin"
-            varchar = mysql.VARCHAR(self.impl.length, charset="utf8mb4", collation=collation)
-            return dialect.type_descriptor(varchar)
-        return dialect.type_descriptor(self.impl)
-
-
 def kv_table(name: str, metadata: MetaData, *, key_length: int = 255) -> Table:
     """A key-value table: ``key`` (primary key), ``value`` (JSON), ``created_at``, ``updated_at``."""
     return Table(
         name,
         metadata,
-        sa.Column("key", ExactKey(key_length), primary_key=True),
+        sa.Column("key", ExactString(key_length), primary_key=True),
         sa.Column("value", JSON()),
         sa.Column("created_at", UTCDateTime(), default=utcnow),
         sa.Column("updated_at", UTCDateTime(), default=utcnow, onupdate=utcnow),

@@ -131,3 +131,25 @@ class UTCDateTime(TypeDecorator):
 def long_text() -> TypeEngine[Any]:
     """Text up to 16 MB on MariaDB/MySQL (MEDIUMTEXT), plain TEXT elsewhere."""
     return sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+
+
+class ExactString(TypeDecorator):
+    """A VARCHAR whose values compare byte for byte on every backend.
+
+    MariaDB/MySQL's default collation ignores case and accents (and MariaDB's also
+    trailing spaces), which would make "a", "A" and "a " one key there.
+    """
+
+    impl = sa.String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            version = tuple(dialect.server_version_info or ())
+            if getattr(dialect, "is_mariadb", False):
+                collation = "utf8mb4_nopad_bin"
+            else:
+                collation = "utf8mb4_0900_bin" if version >= (8, 0, 17) else "utf8mb4_bin"
+            varchar = mysql.VARCHAR(self.impl.length, charset="utf8mb4", collation=collation)
+            return dialect.type_descriptor(varchar)
+        return dialect.type_descriptor(self.impl)
