@@ -1,24 +1,24 @@
 """Helpers for the multi-process (and multi-thread) tests of claims and compare-and-set.
 
 Children are started with multiprocessing's "spawn" context, so everything they run
-lives at module level here; each child opens its own Database from a URL.
+lives at module level here; each child opens its own Database from a URL
+(the runner itself is tests/concurrency.py).
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import threading
-import traceback
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from dblayer.core import Database, KeyValueStore, claim
+from tests import concurrency
+from tests.concurrency import run_threads
 from tests.core import claims_schema as cs
 
-# Seconds a test waits for its children before it fails (a hang, not a timing assertion).
-CHILD_TIMEOUT = 240
+__all__ = ["claim_until_empty", "increment", "run_processes", "run_threads", "shared_database"]
 
 
 def shared_database(url: str, run_dir: Path) -> Database:
@@ -73,58 +73,17 @@ def increment(db: Database, key: str, times: int) -> int:
 # -- processes ------------------------------------------------------------------------------
 
 
-def _child(
-    url: str, work: Callable[..., Any], args: tuple[Any, ...], start: Any, results: Any, index: int
-) -> None:
-    try:
-        db = Database(url)
-        try:
-            db.server_version()  # connect before the race starts
-            start.wait(CHILD_TIMEOUT)
-            results.put((index, "ok", work(db, *args)))
-        finally:
-            db.dispose()
-    except BaseException:  # the parent must hear about any failure, not time out
-        results.put((index, "error", traceback.format_exc()))
+@contextmanager
+def open_database(url: str) -> Iterator[Database]:
+    """A child's own Database on ``url``, connected before the race starts."""
+    with Database(url) as db:
+        db.server_version()
+        yield db
 
 
 def run_processes(
     url: str, work: Callable[..., Any], args_per_child: list[tuple[Any, ...]]
 ) -> list[Any]:
-    """Run ``work(Database(url), *args)`` in one spawned process per entry of
-    ``args_per_child``, all released together; return their results in order."""
-    ctx = multiprocessing.get_context("spawn")
-    start = ctx.Barrier(len(args_per_child))
-    results = ctx.Queue()
-    children = [
-        ctx.Process(target=_child, args=(url, work, args, start, results, i))
-        for i, args in enumerate(args_per_child)
-    ]
-    for child in children:
-        child.start()
-    try:
-        outcomes = [results.get(timeout=CHILD_TIMEOUT) for _ in children]
-    finally:
-        for child in children:
-            child.join(timeout=CHILD_TIMEOUT)
-            if child.is_alive():
-                child.kill()
-    errors = [detail for _, status, detail in outcomes if status != "ok"]
-    if errors:
-        raise AssertionError("a child process failed:\n" + "\n".join(errors))
-    return [detail for _, _, detail in sorted(outcomes, key=lambda o: o[0])]
-
-
-def run_threads(
-    db: Database, work: Callable[..., Any], args_per_thread: list[tuple[Any, ...]]
-) -> list[Any]:
-    """Run ``work(db, *args)`` in one thread per entry, all released together, sharing ``db``."""
-    start = threading.Barrier(len(args_per_thread))
-
-    def go(args: tuple[Any, ...]) -> Any:
-        start.wait(CHILD_TIMEOUT)
-        return work(db, *args)
-
-    with ThreadPoolExecutor(max_workers=len(args_per_thread)) as pool:
-        futures = [pool.submit(go, args) for args in args_per_thread]
-        return [f.result(timeout=CHILD_TIMEOUT) for f in futures]
+    """Run ``work(Database(url), *args)`` in one spawned process per entry, all released
+    together; return their results in order."""
+    return concurrency.run_processes(partial(open_database, url), work, args_per_child)

@@ -6,17 +6,16 @@ lives at module level here; each child opens its own DAO from a URL.
 
 from __future__ import annotations
 
-import multiprocessing
-import threading
-import traceback
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from dblayer.stores.jobman import WorkerSqliteDAO
+from tests import concurrency
+from tests.concurrency import run_threads
 
-# Seconds a test waits for its children before it fails (a hang, not a timing assertion).
-CHILD_TIMEOUT = 240
+__all__ = ["claim_until_empty", "increment", "run_processes", "run_threads"]
 PENDING = {"filters": [{"field": "status", "op": "=", "arg": "PENDING"}]}
 
 
@@ -50,25 +49,15 @@ def increment(dao: WorkerSqliteDAO, key: str, times: int) -> int:
     return lost
 
 
-def _child(
-    url: str,
-    prefix: str,
-    work: Callable[..., Any],
-    args: tuple[Any, ...],
-    start: Any,
-    results: Any,
-    index: int,
-) -> None:
+@contextmanager
+def open_dao(url: str, prefix: str) -> Iterator[WorkerSqliteDAO]:
+    """A child's own DAO on ``url``, connected before the race starts."""
+    dao = WorkerSqliteDAO(db_uri=url, table_prefix=prefix, initialize=False)
     try:
-        dao = WorkerSqliteDAO(db_uri=url, table_prefix=prefix, initialize=False)
-        try:
-            dao.get_kvp("connect before the race starts")
-            start.wait(CHILD_TIMEOUT)
-            results.put((index, "ok", work(dao, *args)))
-        finally:
-            dao.close()
-    except BaseException:  # the parent must hear about any failure, not time out
-        results.put((index, "error", traceback.format_exc()))
+        dao.get_kvp("connect before the race starts")
+        yield dao
+    finally:
+        dao.close()
 
 
 def run_processes(
@@ -76,38 +65,4 @@ def run_processes(
 ) -> list[Any]:
     """Run ``work(WorkerSqliteDAO(url, prefix), *args)`` in one spawned process per entry,
     all released together; return their results in order."""
-    ctx = multiprocessing.get_context("spawn")
-    start = ctx.Barrier(len(args_per_child))
-    results = ctx.Queue()
-    children = [
-        ctx.Process(target=_child, args=(url, prefix, work, args, start, results, i))
-        for i, args in enumerate(args_per_child)
-    ]
-    for child in children:
-        child.start()
-    try:
-        outcomes = [results.get(timeout=CHILD_TIMEOUT) for _ in children]
-    finally:
-        for child in children:
-            child.join(timeout=CHILD_TIMEOUT)
-            if child.is_alive():
-                child.kill()
-    errors = [detail for _, status, detail in outcomes if status != "ok"]
-    if errors:
-        raise AssertionError("a child process failed:\n" + "\n".join(errors))
-    return [detail for _, _, detail in sorted(outcomes, key=lambda o: o[0])]
-
-
-def run_threads(
-    dao: WorkerSqliteDAO, work: Callable[..., Any], args_per_thread: list[tuple[Any, ...]]
-) -> list[Any]:
-    """Run ``work(dao, *args)`` in one thread per entry, all released together, sharing ``dao``."""
-    start = threading.Barrier(len(args_per_thread))
-
-    def go(args: tuple[Any, ...]) -> Any:
-        start.wait(CHILD_TIMEOUT)
-        return work(dao, *args)
-
-    with ThreadPoolExecutor(max_workers=len(args_per_thread)) as pool:
-        futures = [pool.submit(go, args) for args in args_per_thread]
-        return [f.result(timeout=CHILD_TIMEOUT) for f in futures]
+    return concurrency.run_processes(partial(open_dao, url, prefix), work, args_per_child)
