@@ -8,7 +8,16 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from dblayer.core import Base, Database, DuplicateEntry, InvalidQuery, live, soft_delete, utcnow
+from dblayer.core import (
+    Base,
+    Database,
+    DuplicateEntry,
+    InvalidQuery,
+    live,
+    new_metadata,
+    soft_delete,
+    utcnow,
+)
 from dblayer.core.models import NAMING_CONVENTION
 from tests.core.orm_schema import MdWidget, OrmBase, md_keyed, md_plain, orm_metadata
 
@@ -269,3 +278,32 @@ def test_unique_with_deleted_admits_one_live_row_and_many_deleted(db, backend, t
     assert len(rows) == 3
     assert sorted(r.deleted == 0 for r in rows) == [False, False, True]
     assert all(r.deleted in (0, r.id) for r in rows)
+
+
+def _equal_to_abc(db, metadata: sa.MetaData) -> list[str]:
+    table = sa.Table(
+        "md_collation",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("v", sa.String(10)),
+    )
+    db.drop_all(metadata)
+    db.create_all(metadata)
+    try:
+        with db.transaction() as conn:
+            rows = [{"id": i, "v": v} for i, v in enumerate(["abc", "ABC", "abc "], 1)]
+            conn.execute(sa.insert(table), rows)
+            rows = conn.execute(sa.select(table.c.v).where(table.c.v == "abc")).scalars()
+            return sorted(rows)
+    finally:
+        db.drop_all(metadata)
+
+
+def test_new_metadata_compares_text_exactly_on_every_backend(db):
+    assert _equal_to_abc(db, new_metadata()) == ["abc"]
+
+
+def test_exact_text_off_keeps_the_servers_collation(db):
+    # MariaDB's default collation folds case and trailing spaces; the others compare exactly.
+    rows = _equal_to_abc(db, new_metadata(exact_text=False))
+    assert rows == (["ABC", "abc", "abc "] if db.backend == "mysql" else ["abc"])

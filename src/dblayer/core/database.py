@@ -149,6 +149,8 @@ def _install_sqlite_events(engine: Engine, url: URL, lock_timeout: float) -> Non
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
+        # LIKE respects case, as on PostgreSQL and on MariaDB with dblayer's binary collation.
+        cursor.execute("PRAGMA case_sensitive_like=ON")
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         if file_db:
             cursor.execute("PRAGMA journal_mode=WAL")

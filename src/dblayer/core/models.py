@@ -7,11 +7,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Connection, MetaData, Table
+from sqlalchemy import Connection, MetaData, Table, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from .errors import InvalidQuery
-from .types import UTCDateTime, utcnow
+from .types import UTCDateTime, exact_collation, utcnow
 
 # Constraint names that are the same on every backend (Alembic compares them).
 NAMING_CONVENTION = {
@@ -23,9 +23,29 @@ NAMING_CONVENTION = {
 }
 
 
-def new_metadata() -> MetaData:
-    """A fresh MetaData with dblayer's constraint naming convention (one per store)."""
-    return MetaData(naming_convention=NAMING_CONVENTION)
+# MetaData.info flag: this metadata's tables compare text exactly on MariaDB/MySQL too.
+EXACT_TEXT = "dblayer_exact_text"
+
+
+def new_metadata(*, exact_text: bool = True) -> MetaData:
+    """A fresh MetaData with dblayer's constraint naming convention (one per store).
+
+    With ``exact_text`` its tables are created on MariaDB/MySQL with a binary collation,
+    so ``=``, ``IN``, ``LIKE``, ORDER BY and unique keys treat text as PostgreSQL and
+    SQLite do (case, accents and trailing spaces count), instead of the server default.
+    """
+    return MetaData(naming_convention=NAMING_CONVENTION, info={EXACT_TEXT: exact_text})
+
+
+@event.listens_for(Table, "before_create")
+def _exact_text_on_mysql(table: Table, connection: Connection, **_: Any) -> None:
+    # Decided at CREATE time: the collation name depends on the server (MariaDB or MySQL).
+    if connection.dialect.name not in ("mysql", "mariadb"):
+        return
+    if not table.metadata.info.get(EXACT_TEXT) or table.dialect_kwargs.get("mysql_collate"):
+        return
+    table.dialect_kwargs["mysql_charset"] = "utf8mb4"
+    table.dialect_kwargs["mysql_collate"] = exact_collation(connection.dialect)
 
 
 class Base(DeclarativeBase):

@@ -145,11 +145,15 @@ class ExactString(TypeDecorator):
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name in ("mysql", "mariadb"):
-            version = tuple(dialect.server_version_info or ())
-            if getattr(dialect, "is_mariadb", False):
-                collation = "utf8mb4_nopad_bin"
-            else:
-                collation = "utf8mb4_0900_bin" if version >= (8, 0, 17) else "utf8mb4_bin"
+            collation = exact_collation(dialect)
             varchar = mysql.VARCHAR(self.impl.length, charset="utf8mb4", collation=collation)
             return dialect.type_descriptor(varchar)
         return dialect.type_descriptor(self.impl)
+
+
+def exact_collation(dialect: Dialect) -> str:
+    """The MariaDB/MySQL collation that compares text byte for byte, trailing spaces included."""
+    if getattr(dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"
+    version = tuple(dialect.server_version_info or ())
+    return "utf8mb4_0900_bin" if version >= (8, 0, 17) else "utf8mb4_bin"
