@@ -139,13 +139,15 @@ def _engine_setup(url: URL, lock_timeout: float, echo: bool) -> _EngineSetup:
     return _EngineSetup(kwargs)
 
 
-def _install_sqlite_events(engine: Engine, url: URL, lock_timeout: float) -> None:
+def _install_sqlite_events(
+    engine: Engine, url: URL, lock_timeout: float, begin_mode: ContextVar[str]
+) -> None:
     file_db = not _is_memory_sqlite(url)
     busy_ms = max(1, int(lock_timeout * 1000))
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not pysqlite, decide when transactions begin (see the "begin" hook).
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin (see do_begin).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -157,12 +159,15 @@ def _install_sqlite_events(engine: Engine, url: URL, lock_timeout: float) -> Non
             cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        mode = conn.get_execution_options().get("dblayer_sqlite_begin", "DEFERRED")
-        if mode not in _SQLITE_BEGIN_MODES:
-            mode = "DEFERRED"
-        conn.exec_driver_sql(f"BEGIN {mode}")
+    # BEGIN through the dialect rather than a "begin" event: any Connection event makes
+    # SQLAlchemy dispatch events on every statement (about 4 µs each on SQLite).
+    def do_begin(dbapi_connection: Any) -> None:
+        mode = begin_mode.get()
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"BEGIN {mode if mode in _SQLITE_BEGIN_MODES else 'DEFERRED'}")
+        cursor.close()
+
+    engine.dialect.do_begin = do_begin  # type: ignore[method-assign]
 
 
 class Database:
@@ -186,6 +191,10 @@ class Database:
             raise InvalidValue(f"lock_timeout must be a number of seconds, got {lock_timeout!r}")
         if not lock_timeout > 0:
             raise InvalidValue(f"lock_timeout must be positive, got {lock_timeout!r}")
+        # How the next SQLite transaction of this context begins (DEFERRED or IMMEDIATE).
+        self._sqlite_begin: ContextVar[str] = ContextVar(
+            f"dblayer_sqlite_begin_{id(self)}", default="DEFERRED"
+        )
         self._url = _normalise_url(url)
         self._secrets: tuple[str, ...] = tuple(p for p in [self._url.password] if p)
         self.lock_timeout = lock_timeout
@@ -218,7 +227,7 @@ class Database:
                 mask_secret(f"cannot use database URL {self._mask(url)}: {e}", url.password)
             ) from None
         if url.get_backend_name() == "sqlite":
-            _install_sqlite_events(engine, url, self.lock_timeout)
+            _install_sqlite_events(engine, url, self.lock_timeout, self._sqlite_begin)
         return engine
 
     @staticmethod
@@ -322,17 +331,20 @@ class Database:
             lock.acquire()
         try:
             with engine.connect() as conn:
-                if engine.dialect.name == "sqlite" and not readonly:
-                    # Take SQLite's write lock up front: a deferred writer can fail on upgrade.
-                    conn = conn.execution_options(dblayer_sqlite_begin="IMMEDIATE")
                 unit = _Unit(conn, readonly=readonly)
                 token = self._current.set(unit)
+                # Writers take SQLite's write lock up front: a deferred writer can fail on upgrade.
+                begin = self._sqlite_begin.set("DEFERRED" if readonly else "IMMEDIATE")
                 try:
                     with conn.begin():
+                        self._sqlite_begin.reset(begin)
+                        begin = None
                         yield unit
                         if unit.session is not None:
                             unit.session.flush()
                 finally:
+                    if begin is not None:
+                        self._sqlite_begin.reset(begin)
                     self._current.reset(token)
                     if unit.session is not None:
                         unit.session.close()

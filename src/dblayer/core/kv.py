@@ -45,6 +45,7 @@ class KeyValueStore:
         self.table = table
         self._get = sa.select(table.c.value).where(table.c.key == sa.bindparam("k"))
         self._lock = self._get.with_for_update()
+        self._update = sa.update(table).where(table.c.key == sa.bindparam("k"))
 
     def _check_key(self, key: Any) -> str:
         if not isinstance(key, str) or not key:
@@ -108,8 +109,7 @@ class KeyValueStore:
         row = conn.execute(self._lock, {"k": key}).first()
         if row is None or _canonical(row[0]) != wanted:
             return False
-        stmt = sa.update(self.table).where(self.table.c.key == key)
-        conn.execute(stmt.values(value=new, updated_at=now))
+        conn.execute(self._update, {"k": key, "value": new, "updated_at": now})
         return True
 
 

@@ -23,13 +23,17 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+# One encoder for the process: json.dumps with options builds a new one per call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 def json_dumps(value: Any) -> str:
     """Serialise ``value`` as strict JSON (no NaN/Infinity), else InvalidValue.
 
     Also the engines' ``json_serializer``, so every backend accepts and rejects the same values.
     """
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return _encode(value)
     except (TypeError, ValueError, RecursionError) as e:
         raise InvalidValue(f"value is not JSON-serialisable: {e}") from None
 
