@@ -1,4 +1,4 @@
-"""point_get: lookups by primary key with a statement built once, on one held connection."""
+"""point_get: lookups by primary key with a PreparedQuery, on one held connection."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import sqlalchemy as sa
 
-from dblayer.core import new_metadata
+from dblayer.core import PreparedQuery, new_metadata
 
 from .runner import Context, Result, load, measure, raw_transaction, sample_rows, tables
 
@@ -26,13 +26,13 @@ table = sa.Table(
 
 
 def run(ctx: Context) -> None:
-    """Time held-connection lookups through Core against cursor.execute of the same SQL."""
+    """Time held-connection lookups through PreparedQuery against cursor.execute of the same SQL."""
     db, backend = ctx.db, ctx.backend
     size = ctx.n(TABLE_ROWS)
     picker = random.Random(42)
     keys = [picker.randint(1, size) for _ in range(ctx.n(LOOKUPS))]
     warm_keys = keys[: max(1, len(keys) // 10)]
-    stmt = sa.select(table).where(table.c.id == sa.bindparam("id"))
+    query = PreparedQuery(sa.select(table).where(table.c.id == sa.bindparam("id")))
     sql = f"SELECT id, name, status, score FROM bench_point WHERE id = {backend.mark}"
     raw_conn = ctx.raw()
     found = {"ours": 0, "raw": 0}
@@ -41,7 +41,7 @@ def run(ctx: Context) -> None:
         hits = 0
         with db.transaction(readonly=True) as conn:
             for key in batch:
-                row = conn.execute(stmt, {"id": key}).mappings().first()
+                row = query.first(conn, id=key)
                 hits += row is not None
         found["ours"] = hits
 

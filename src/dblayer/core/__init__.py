@@ -33,6 +33,7 @@ from .models import (
     soft_delete,
 )
 from .pagination import InvalidSortKey, SortKey, paginate, sort_keys
+from .prepared import PreparedQuery
 from .query import compile_query, equality, select_query, where_query
 from .types import JSON, UUID, ExactString, UTCDateTime, utcnow
 from .upsert import insert_ignore, insert_many, upsert
@@ -62,6 +63,7 @@ __all__ = [
     "LockTimeout",
     "MarkerNotFound",
     "NotFound",
+    "PreparedQuery",
     "RetryPolicy",
     "SoftDeleteMixin",
     "SortKey",
