@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Select
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 
-from .errors import InvalidQuery, translate
+from .driver import bind_processor, cursor_execute, result_processor
+from .errors import InvalidQuery
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,13 @@ def _plan(stmt: Select[Any], dialect: Dialect) -> _Plan:
     binds = compiled.binds
     bind: dict[str, Callable[[Any], Any]] = {}
     for name, param in binds.items():
-        processor = param.type.dialect_impl(dialect).bind_processor(dialect)
+        processor = bind_processor(param.type, dialect)
         if processor is not None:
             bind[name] = processor
     columns = list(stmt.selected_columns)
     converters = []
     for col in columns:
-        processor = col.type.dialect_impl(dialect).result_processor(dialect, None)
+        processor = result_processor(col.type, dialect)
         if processor is not None:
             converters.append((col.key, processor))
     return _Plan(
@@ -101,17 +101,7 @@ class PreparedQuery:
                 args = [params[n] for n in plan.positional]
             except KeyError as e:
                 raise InvalidQuery(f"missing values for [{e.args[0]!r}]") from None
-        cursor = conn.connection.dbapi_connection.cursor()
-        try:
-            cursor.execute(plan.sql, args)
-        except Exception as e:
-            cursor.close()
-            dbapi_error = conn.dialect.loaded_dbapi.Error
-            if isinstance(e, dbapi_error):
-                wrapped = sa_exc.DBAPIError.instance(plan.sql, args, e, dbapi_error)
-                raise translate(wrapped) from e
-            raise
-        return plan, cursor
+        return plan, cursor_execute(conn, plan.sql, args)
 
     @staticmethod
     def _row(plan: _Plan, raw: Any) -> dict[str, Any]:

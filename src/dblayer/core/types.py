@@ -69,6 +69,16 @@ class JSON(TypeDecorator):
             return value
         return json.loads(value)
 
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name in _NATIVE_JSON:
+            return super().bind_processor(dialect)
+        # TEXT: serialise in one call, not through TypeDecorator's layers (bulk inserts).
+        return _dumps_or_none
+
+
+def _dumps_or_none(value: Any) -> str | None:
+    return None if value is None else json_dumps(value)
+
 
 def coerce_uuid(value: Any) -> uuid.UUID:
     """A ``uuid.UUID`` from a UUID or its string form (hyphens optional), else InvalidValue."""

@@ -9,7 +9,10 @@ SQL is sent, and driver errors come out as dblayer's own (DuplicateEntry, ...).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +20,7 @@ from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from .driver import bind_processor, cursor_execute
 from .errors import DuplicateEntry, InvalidQuery, translate
 
 Rows = Sequence[Mapping[str, Any]] | Mapping[str, Any]
@@ -101,8 +105,63 @@ def insert_many(conn: Connection | Session, table: Table, rows: Rows) -> int:
     runs = _runs(table, rows)
     stmt = sa.insert(table)
     for run in runs:
-        _execute(conn, stmt, run)
+        plan = _direct_insert_plan(conn, table, tuple(run[0].keys())) if len(run) > 1 else None
+        if plan is None:
+            _execute(conn, stmt, run)
+        else:
+            plan.send(conn, run)
     return sum(len(run) for run in runs)
+
+
+@dataclass(frozen=True)
+class _InsertPlan:
+    """An INSERT compiled once for one table, set of columns and dialect."""
+
+    sql: str
+    keys: tuple[str, ...]
+    positional: bool
+    convert: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, column type's bind)
+
+    def send(self, conn: Connection, rows: list[Mapping[str, Any]]) -> None:
+        """executemany on the driver, each value converted by its column type."""
+        values = operator.itemgetter(*self.keys)
+        if len(self.keys) == 1:
+            args: list[Any] = [[values(r)] for r in rows]
+        else:
+            args = [list(values(r)) for r in rows]
+        for i, convert in self.convert:
+            for row in args:
+                if row[i] is not None:
+                    row[i] = convert(row[i])
+        if not self.positional:
+            args = [dict(zip(self.keys, row, strict=True)) for row in args]
+        cursor_execute(conn, self.sql, args, many=True).close()
+
+
+def _direct_insert_plan(
+    conn: Connection | Session, table: Table, keys: tuple[str, ...]
+) -> _InsertPlan | None:
+    """A plan for sending rows straight to the driver, or None where SQLAlchemy must do it:
+    inside an ORM Session, or when a column left out has a Python-side default to compute."""
+    if isinstance(conn, Session):
+        return None
+    if any(c.default is not None and c.key not in keys for c in table.c):
+        return None
+    return _insert_plan(table, keys, conn.dialect)
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_plan(table: Table, keys: tuple[str, ...], dialect: Any) -> _InsertPlan:
+    compiled = sa.insert(table).compile(dialect=dialect, column_keys=list(keys))
+    order = tuple(compiled.positiontup) if compiled.positional else keys
+    return _InsertPlan(
+        sql=compiled.string,
+        keys=order,
+        positional=compiled.positional,
+        convert=tuple(
+            (i, f) for i, k in enumerate(order) if (f := bind_processor(table.c[k].type, dialect))
+        ),
+    )
 
 
 def _dialect_name(conn: Connection | Session) -> str:
