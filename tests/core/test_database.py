@@ -607,3 +607,12 @@ def test_a_real_deadlock_is_retried_and_each_increment_applies_once(db, url, tab
     assert [error for _, _, error in reports] == [None, None]
     assert sum(attempts for _, attempts, _ in reports) >= 3  # one of them was the victim
     assert (value_of(db, 1), value_of(db, 2)) == (2, 2)
+
+
+def test_postgresql_url_options_are_kept(run_dir):
+    url = make_url(backend_url("postgresql", run_dir)).update_query_dict(
+        {"options": "-c application_name=dblayer_opts"}
+    )
+    with Database(url, lock_timeout=2) as db, db.transaction(readonly=True) as conn:
+        assert conn.exec_driver_sql("SHOW application_name").scalar() == "dblayer_opts"
+        assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "2s"

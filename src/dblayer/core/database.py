@@ -122,7 +122,11 @@ def _engine_setup(url: URL, lock_timeout: float, echo: bool) -> _EngineSetup:
             kwargs["poolclass"] = StaticPool
     elif backend == "postgresql":
         ms = max(1, int(lock_timeout * 1000))
-        kwargs["connect_args"] = {"options": f"-c lock_timeout={ms}"}
+        # Added to the URL's own ?options=..., which connect_args would otherwise replace.
+        options = url.query.get("options", "")
+        if not isinstance(options, str):
+            options = " ".join(options)
+        kwargs["connect_args"] = {"options": f"{options} -c lock_timeout={ms}".strip()}
         kwargs["pool_pre_ping"] = False
     elif backend in ("mysql", "mariadb"):
         seconds = max(1, int(round(lock_timeout)))
