@@ -17,7 +17,18 @@ import sqlalchemy as sa
 
 from dblayer.core import Database
 
-from . import bulk_insert, claims, compare_and_set, filtered_query, point_get
+from . import (
+    blitz_add_many,
+    blitz_queue,
+    bulk_insert,
+    claims,
+    compare_and_set,
+    filtered_query,
+    jobman_claim_jobs,
+    jobman_query_jobs,
+    jobman_save_jobs,
+    point_get,
+)
 from .runner import (
     BACKENDS,
     Backend,
@@ -35,6 +46,11 @@ CASES: dict[str, Callable[[Context], None]] = {
     "filtered_query": filtered_query.run,
     "claims": claims.run,
     "compare_and_set": compare_and_set.run,
+    "jobman_save_jobs": jobman_save_jobs.run,
+    "jobman_claim_jobs": jobman_claim_jobs.run,
+    "jobman_query_jobs": jobman_query_jobs.run,
+    "blitz_queue": blitz_queue.run,
+    "blitz_add_many": blitz_add_many.run,
 }
 
 

@@ -1,0 +1,205 @@
+"""jobman_claim_jobs: worker processes claim PENDING jobs with WorkerSqliteDAO.claim_jobs.
+
+As in the claims case, each worker is a spawned process with its own DAO and its own
+driver connection, all released at once; the time runs from the first worker's start
+to the last one's finish. Batch size 1 claims fewer jobs (JOBS_B1): one transaction
+per job is slow on the servers. The parent checks that no job went to two workers and
+that every job was claimed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+import traceback
+from collections import Counter
+from typing import Any
+
+import sqlalchemy as sa
+
+from .jobman_common import TABLE, column_list, dao_tables, open_dao, quote, raw_dicts, sample_jobs
+from .runner import Backend, Context, Result, raw_connect, raw_transaction
+
+JOBS = 10_000
+JOBS_B1 = 2_000
+BATCHES = (1, 100)
+WORKER_COUNTS = (1, 2, 4)
+TIMEOUT = 600.0
+
+
+def _query(batch: int, status: str) -> dict[str, Any]:
+    return {"filters": [{"field": "status", "op": "=", "arg": status}], "limit": batch}
+
+
+def claim_ours(dao: Any, batch: int, status: str = "PENDING") -> list[str]:
+    """Claim through the DAO until none is left; the keys this worker got."""
+    got: list[str] = []
+    query = _query(batch, status)
+    while jobs := dao.claim_jobs(query):
+        got.extend(job["key"] for job in jobs)
+    return got
+
+
+def claim_raw(backend: Backend, conn: Any, batch: int, status: str = "PENDING") -> list[str]:
+    """The DAO's algorithm by hand (as in benchmarks/claims.py); the keys this worker got."""
+    m, key, st = backend.mark, quote(backend, "key"), quote(backend, "status")
+    pick = f"SELECT {key} FROM {TABLE} WHERE {st} = {m} AND ({st} IS NULL OR {st} <> {m}) LIMIT {m}"
+    modified = quote(backend, "modified")
+    got: list[str] = []
+    while True:
+        if backend.name == "postgresql":
+            with raw_transaction(backend, conn) as cur:
+                cur.execute(
+                    f"UPDATE {TABLE} SET {st} = %s, {modified} = %s WHERE {key} IN ({pick} "
+                    f"FOR UPDATE SKIP LOCKED) RETURNING {column_list(backend)}",
+                    ("CLAIMED", time.time(), status, "CLAIMED", batch),
+                )
+                rows = raw_dicts(cur.fetchall())
+        else:
+            lock = " FOR UPDATE SKIP LOCKED" if backend.name == "mariadb" else ""
+            with raw_transaction(backend, conn, immediate=True) as cur:
+                cur.execute(pick + lock, (status, "CLAIMED", batch))
+                keys = [row[0] for row in cur.fetchall()]
+                rows = []
+                if keys:
+                    marks = backend.marks(len(keys))
+                    cur.execute(
+                        f"UPDATE {TABLE} SET {st} = {m}, {modified} = {m} WHERE {key} IN ({marks})",
+                        ("CLAIMED", time.time(), *keys),
+                    )
+                    cur.execute(
+                        f"SELECT {column_list(backend)} FROM {TABLE} WHERE {key} IN ({marks})",
+                        keys,
+                    )
+                    rows = raw_dicts(cur.fetchall())
+        if not rows:
+            return got
+        got.extend(row["key"] for row in rows)
+
+
+def _worker(backend: Backend, name: str, commands: Any, results: Any, barrier: Any) -> None:
+    """A worker process: warm up both sides, then claim on command until told to stop."""
+    try:
+        dao = open_dao(backend.url)
+        conn = raw_connect(backend)
+        claim_ours(dao, 100, status="WARMUP")
+        claim_raw(backend, conn, 100, status="WARMUP")
+        results.put(("ready", name, None))
+        while (command := commands.get()) is not None:
+            side, batch = command
+            barrier.wait(TIMEOUT)
+            start = time.perf_counter()
+            keys = claim_ours(dao, batch) if side == "ours" else claim_raw(backend, conn, batch)
+            results.put((side, name, (start, time.perf_counter(), keys)))
+        conn.close()
+        dao.close()
+    except BaseException:
+        results.put(("error", name, traceback.format_exc()))
+
+
+class _Pool:
+    """``n`` worker processes that run one side of the claim on command."""
+
+    def __init__(self, backend: Backend, n: int) -> None:
+        spawn = multiprocessing.get_context("spawn")
+        self.names = [f"w{i}" for i in range(n)]
+        self.commands = [spawn.Queue() for _ in self.names]
+        self.results = spawn.Queue()
+        self.barrier = spawn.Barrier(n + 1)
+        self.procs = [
+            spawn.Process(target=_worker, args=(backend, name, q, self.results, self.barrier))
+            for name, q in zip(self.names, self.commands, strict=True)
+        ]
+        for proc in self.procs:
+            proc.start()
+        self._collect("ready")
+
+    def _collect(self, side: str) -> dict[str, Any]:
+        got = {}
+        for _ in self.names:
+            kind, name, payload = self.results.get(timeout=TIMEOUT)
+            if kind == "error":
+                self.close()
+                raise RuntimeError(f"jobman claim worker {name} failed:\n{payload}")
+            if kind != side:
+                raise RuntimeError(f"worker {name} answered {kind!r}, expected {side!r}")
+            got[name] = payload
+        return got
+
+    def run(self, side: str, batch: int) -> tuple[float, dict[str, list[str]]]:
+        """Release every worker on ``side``; seconds from first start to last finish, and
+        the keys each worker claimed."""
+        for q in self.commands:
+            q.put((side, batch))
+        self.barrier.wait(TIMEOUT)
+        got = self._collect(side)
+        start = min(s for s, _, _ in got.values())
+        end = max(e for _, e, _ in got.values())
+        return end - start, {name: keys for name, (_, _, keys) in got.items()}
+
+    def close(self) -> None:
+        """Stop the workers."""
+        for q in self.commands:
+            q.put(None)
+        for proc in self.procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.terminate()
+
+
+def _check(db: Any, table: sa.Table, jobs: int, got: dict[str, list[str]]) -> dict[str, int]:
+    """Jobs handed to two workers, and jobs left unclaimed."""
+    keys = [k for ks in got.values() for k in ks]
+    with db.transaction(readonly=True) as conn:
+        claimed = conn.execute(
+            sa.select(sa.func.count()).select_from(table).where(table.c.status == "CLAIMED")
+        ).scalar_one()
+    return {"double_claims": len(keys) - len(set(keys)), "unclaimed": jobs - claimed}
+
+
+def run(ctx: Context) -> None:
+    """Time claim_jobs by 1, 2 and 4 processes in batches of 1 and 100, DAO against raw."""
+    db, backend = ctx.db, ctx.backend
+    with dao_tables(db, backend.url) as dao:
+        table = dao.orms["job"].table
+        for batch in BATCHES:
+            jobs = sample_jobs(ctx.n(JOBS_B1 if batch == 1 else JOBS), status="PENDING")
+
+            def reset(jobs: list[dict[str, Any]] = jobs) -> None:
+                with db.transaction() as conn:
+                    conn.execute(sa.delete(table))
+                dao.save_jobs(jobs, replace=False)
+
+            for workers in WORKER_COUNTS:
+                pool = _Pool(backend, workers)
+                try:
+                    best = {"ours": float("inf"), "raw": float("inf")}
+                    problems: Counter[str] = Counter()
+                    for rep in range(ctx.reps + 1):  # the first round is a warm-up
+                        for side in ("ours", "raw"):
+                            reset()
+                            seconds, got = pool.run(side, batch)
+                            problems.update(_check(db, table, len(jobs), got))
+                            if rep:
+                                best[side] = min(best[side], seconds)
+                finally:
+                    pool.close()
+                scaled = (
+                    f"; {len(jobs):,} jobs (B=1 runs {JOBS_B1:,} at scale 1)" if batch == 1 else ""
+                )
+                note = (
+                    f"B={batch} workers {workers}{scaled}; double claims "
+                    f"{problems['double_claims']}, unclaimed {problems['unclaimed']}"
+                )
+                ctx.report(
+                    Result(
+                        f"jobman_claim b{batch} x{workers}",
+                        backend.name,
+                        best["ours"],
+                        best["raw"],
+                        len(jobs),
+                        "jobs",
+                        note=note,
+                        extra=dict(problems, workers=workers, batch=batch),
+                    )
+                )
