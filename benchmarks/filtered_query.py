@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from dblayer.core import new_metadata, select_query
+from dblayer.core import new_metadata
+from dblayer.core.query import fetch_query
 
 from .runner import STATUSES, Context, Result, load, measure, raw_transaction, sample_rows, tables
 
@@ -26,7 +27,7 @@ sa.Index("ix_bench_query_status_score", table.c.status, table.c.score.desc(), ta
 
 
 def run(ctx: Context) -> None:
-    """Time ``select_query`` built per call against the same SQL text through the driver."""
+    """Time ``fetch_query`` with a query dict built per call against the same SQL text through the driver."""
     db, backend = ctx.db, ctx.backend
     params = [(STATUSES[i % len(STATUSES)], (i * 37) % 990) for i in range(ctx.n(RUNS))]
     warm_params = params[: max(1, len(params) // 10)]
@@ -50,7 +51,7 @@ def run(ctx: Context) -> None:
                     "order_by": [{"field": "score", "direction": "DESC"}, {"field": "id"}],
                     "limit": 20,
                 }
-                total += len(conn.execute(select_query(table, query)).mappings().all())
+                total += len(fetch_query(conn, table, query))
         fetched["ours"] = total
 
     def raw(batch: list[tuple[str, int]]) -> None:

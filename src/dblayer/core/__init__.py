@@ -34,7 +34,7 @@ from .models import (
 )
 from .pagination import InvalidSortKey, SortKey, paginate, sort_keys
 from .prepared import PreparedQuery
-from .query import compile_query, equality, select_query, where_query
+from .query import compile_query, equality, fetch_query, select_query, where_query
 from .types import JSON, UUID, ExactString, UTCDateTime, utcnow
 from .upsert import insert_ignore, insert_many, upsert
 
@@ -80,6 +80,7 @@ __all__ = [
     "create_shadow_tables",
     "equal_any",
     "equality",
+    "fetch_query",
     "insert_ignore",
     "insert_many",
     "kv_table",

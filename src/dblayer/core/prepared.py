@@ -31,7 +31,15 @@ class _Plan:
     required: frozenset[str]
     bind: dict[str, Callable[[Any], Any]]
     names: tuple[str, ...]
+    make_row: Callable[[Any], dict[str, Any]]  # driver row -> dict of column name to value
     converters: tuple[tuple[str, Callable[[Any], Any]], ...]  # only columns that convert
+
+
+def _row_maker(names: tuple[str, ...]) -> Callable[[Any], dict[str, Any]]:
+    def make_row(row: Any) -> dict[str, Any]:
+        return dict(zip(names, row, strict=True))
+
+    return make_row
 
 
 def _plan(stmt: Select[Any], dialect: Dialect) -> _Plan:
@@ -55,6 +63,7 @@ def _plan(stmt: Select[Any], dialect: Dialect) -> _Plan:
         required=frozenset(n for n, p in binds.items() if p.required),
         bind=bind,
         names=tuple(col.key for col in columns),
+        make_row=_row_maker(tuple(col.key for col in columns)),
         converters=tuple(converters),
     )
 
@@ -105,7 +114,7 @@ class PreparedQuery:
 
     @staticmethod
     def _row(plan: _Plan, raw: Any) -> dict[str, Any]:
-        row = dict(zip(plan.names, raw, strict=True))
+        row = plan.make_row(raw)
         for name, convert in plan.converters:
             value = row[name]
             if value is not None:
@@ -128,4 +137,6 @@ class PreparedQuery:
             rows = cursor.fetchall()
         finally:
             cursor.close()
+        if not plan.converters:  # the common case: nothing to convert
+            return list(map(plan.make_row, rows))
         return [self._row(plan, row) for row in rows]
