@@ -21,6 +21,7 @@ from dblayer.core import (
     LockTimeout,
     RetryPolicy,
     TransientError,
+    url_for_path,
 )
 from tests.conftest import MYSQL_URL, PG_URL, SHARED_BACKENDS, backend_url
 from tests.core.orm_schema import MdWidget, counters, db_metadata, orm_metadata
@@ -616,3 +617,25 @@ def test_postgresql_url_options_are_kept(run_dir):
     with Database(url, lock_timeout=2) as db, db.transaction(readonly=True) as conn:
         assert conn.exec_driver_sql("SHOW application_name").scalar() == "dblayer_opts"
         assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "2s"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (":memory:", "sqlite://"),
+        ("", "sqlite://"),
+        ("sqlite://", "sqlite://"),
+        ("/tmp/x/app.db", "sqlite:////tmp/x/app.db"),
+        ("app.db", "sqlite:///app.db"),
+        ("postgresql+psycopg://u:p@h/db", "postgresql+psycopg://u:p@h/db"),
+    ],
+)
+def test_url_for_path(given, expected):
+    url = url_for_path(given)
+    rendered = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+    assert rendered == expected
+
+
+def test_url_for_path_refuses_other_things():
+    with pytest.raises(InvalidValue):
+        url_for_path(42)  # type: ignore[arg-type]

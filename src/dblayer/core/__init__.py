@@ -3,7 +3,7 @@
 from .archive import archive_deleted_rows, archive_table, create_shadow_tables, purge_shadow_tables
 from .claims import claim
 from .conditions import Constraint, conditional_update, constraint, equal_any, not_equal
-from .database import Database, DialectFacts, RetryPolicy
+from .database import Database, DialectFacts, RetryPolicy, url_for_path
 from .errors import (
     CompareAndSetFailed,
     ConflictError,
@@ -94,6 +94,7 @@ __all__ = [
     "sort_keys",
     "translate",
     "upsert",
+    "url_for_path",
     "utcnow",
     "where_query",
 ]

@@ -78,6 +78,23 @@ class RetryPolicy:
         return cap * random.uniform(0.5, 1.0)
 
 
+_MEMORY_PATHS = (":memory:", "sqlite://", "")
+
+
+def url_for_path(path: str | URL) -> str | URL:
+    """A database URL from what the original applications took: ':memory:', a SQLite file
+    path, or any SQLAlchemy URL (returned as it is)."""
+    if isinstance(path, URL):
+        return path
+    if not isinstance(path, str):
+        raise InvalidValue(f"expected a file path or a database URL, got {path!r}")
+    if path in _MEMORY_PATHS:
+        return DEFAULT_URL
+    if "://" in path:
+        return path
+    return URL.create("sqlite", database=path)
+
+
 def _is_memory_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 

@@ -27,6 +27,7 @@ from dblayer.core import (
     insert_ignore,
     insert_many,
     upsert,
+    url_for_path,
 )
 
 from . import fixtures as _fixtures
@@ -51,7 +52,6 @@ M = TypeVar("M", bound=BlitzBase)
 logger = logging.getLogger(__name__)
 
 CACHE_LIMIT = 50  # values per variable get_cache returns
-_MEMORY = (":memory:", "", "sqlite://")
 _TABLES = {model: model.__table__ for model in MODELS}
 # Tables in dependency order: a category is inserted before the readings that name it.
 _RELATIONSHIPS = {
@@ -62,15 +62,7 @@ _ORDER = {table: i for i, table in enumerate(BlitzBase.metadata.sorted_tables)}
 
 def database_url(path: Any) -> str | URL:
     """The URL for a blitz ``path``: ':memory:' (default), a SQLite file, or any SQLAlchemy URL."""
-    if isinstance(path, URL):
-        return path
-    if not isinstance(path, str):
-        raise InvalidValue(f"path must be a file path or a database URL, got {path!r}")
-    if path in _MEMORY:
-        return "sqlite://"
-    if "://" in path:
-        return path
-    return URL.create("sqlite", database=path)
+    return url_for_path(path)
 
 
 def _model(model: Any) -> type[BlitzBase]:

@@ -27,25 +27,16 @@ from dblayer.core import (
     InvalidQuery,
     InvalidValue,
     TransientError,
+    url_for_path,
 )
 
 from . import orm as _orm
 from . import utils as _dao_utils
 
-_MEMORY = (":memory:", "sqlite://", "")
-
 
 def database_url(db_uri: Any) -> str | URL:
-    """The SQLAlchemy URL for a jobman ``db_uri``: ':memory:', a file path, or a URL."""
-    if isinstance(db_uri, URL):
-        return db_uri
-    if not isinstance(db_uri, str):
-        raise InvalidValue(f"db_uri must be a path or a database URL, got {db_uri!r}")
-    if db_uri in _MEMORY:
-        return "sqlite://"
-    if "://" in db_uri:
-        return db_uri
-    return URL.create("sqlite", database=db_uri)
+    """The URL for a jobman ``db_uri``: ':memory:' (default), a SQLite file, or any SQLAlchemy URL."""
+    return url_for_path(db_uri)
 
 
 def _same_json(stored: Any, expected: Any) -> bool:
