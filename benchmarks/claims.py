@@ -9,10 +9,9 @@ no row was handed to two workers and that every row was claimed exactly once.
 
 from __future__ import annotations
 
-import multiprocessing
-import time
-import traceback
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +28,7 @@ from .runner import (
     raw_transaction,
     tables,
 )
+from .workers import WorkerPool
 
 ROWS = 10_000
 BATCH = 100
@@ -101,74 +101,20 @@ def claim_raw(backend: Backend, conn: Any, name: str, status: str = "PENDING") -
         got.extend(row[0] for row in rows)
 
 
-def _worker(backend: Backend, name: str, commands: Any, results: Any, barrier: Any) -> None:
-    """A worker process: warm up both sides, then claim on command until told to stop."""
-    try:
-        db = Database(backend.url)
+@contextmanager
+def _sides(backend: Backend, name: str) -> Iterator[dict[str, Callable[[], list[int]]]]:
+    """A worker's two sides, each warmed up by a claim that matches nothing."""
+    with Database(backend.url) as db:
         conn = raw_connect(backend)
-        # Warm-up: a claim that matches nothing, on each side.
-        claim_ours(db, name, status="WARMUP")
-        claim_raw(backend, conn, name, status="WARMUP")
-        results.put(("ready", name, None))
-        while (side := commands.get()) is not None:
-            barrier.wait(TIMEOUT)
-            start = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes
-            ids = claim_ours(db, name) if side == "ours" else claim_raw(backend, conn, name)
-            results.put((side, name, (start, time.perf_counter(), ids)))
-        conn.close()
-        db.dispose()
-    except BaseException:
-        results.put(("error", name, traceback.format_exc()))
-
-
-class _Pool:
-    """``n`` worker processes that run one side of the claim on command."""
-
-    def __init__(self, backend: Backend, n: int) -> None:
-        spawn = multiprocessing.get_context("spawn")
-        self.names = [f"w{i}" for i in range(n)]
-        self.commands = [spawn.Queue() for _ in self.names]
-        self.results = spawn.Queue()
-        self.barrier = spawn.Barrier(n + 1)
-        self.procs = [
-            spawn.Process(target=_worker, args=(backend, name, q, self.results, self.barrier))
-            for name, q in zip(self.names, self.commands, strict=True)
-        ]
-        for proc in self.procs:
-            proc.start()
-        self._collect("ready")
-
-    def _collect(self, side: str) -> dict[str, Any]:
-        got = {}
-        for _ in self.names:
-            kind, name, payload = self.results.get(timeout=TIMEOUT)
-            if kind == "error":
-                self.close()
-                raise RuntimeError(f"claims worker {name} failed:\n{payload}")
-            if kind != side:
-                raise RuntimeError(f"claims worker {name} answered {kind!r}, expected {side!r}")
-            got[name] = payload
-        return got
-
-    def run(self, side: str) -> tuple[float, dict[str, list[int]]]:
-        """Release every worker on ``side``; seconds from the first start to the last finish,
-        and the ids each worker claimed."""
-        for q in self.commands:
-            q.put(side)
-        self.barrier.wait(TIMEOUT)
-        got = self._collect(side)
-        start = min(s for s, _, _ in got.values())
-        end = max(e for _, e, _ in got.values())
-        return end - start, {name: ids for name, (_, _, ids) in got.items()}
-
-    def close(self) -> None:
-        """Stop the workers."""
-        for q in self.commands:
-            q.put(None)
-        for proc in self.procs:
-            proc.join(30)
-            if proc.is_alive():
-                proc.terminate()
+        try:
+            claim_ours(db, name, status="WARMUP")
+            claim_raw(backend, conn, name, status="WARMUP")
+            yield {
+                "ours": lambda: claim_ours(db, name),
+                "raw": lambda: claim_raw(backend, conn, name),
+            }
+        finally:
+            conn.close()
 
 
 def _check(db: Database, rows: int, got: dict[str, list[int]]) -> dict[str, int]:
@@ -202,7 +148,7 @@ def run(ctx: Context) -> None:
 
     with tables(db, metadata):
         for workers in WORKER_COUNTS:
-            pool = _Pool(backend, workers)
+            pool = WorkerPool(_sides, backend, workers)
             try:
                 best = {"ours": float("inf"), "raw": float("inf")}
                 problems: Counter[str] = Counter()

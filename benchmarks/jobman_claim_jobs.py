@@ -9,16 +9,17 @@ that every job was claimed.
 
 from __future__ import annotations
 
-import multiprocessing
 import time
-import traceback
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 
 from .jobman_common import TABLE, column_list, dao_tables, open_dao, quote, raw_dicts, sample_jobs
 from .runner import Backend, Context, Result, raw_connect, raw_transaction
+from .workers import WorkerPool
 
 JOBS = 10_000
 JOBS_B1 = 2_000
@@ -77,74 +78,21 @@ def claim_raw(backend: Backend, conn: Any, batch: int, status: str = "PENDING") 
         got.extend(row["key"] for row in rows)
 
 
-def _worker(backend: Backend, name: str, commands: Any, results: Any, barrier: Any) -> None:
-    """A worker process: warm up both sides, then claim on command until told to stop."""
+@contextmanager
+def _sides(backend: Backend, name: str) -> Iterator[dict[str, Callable[[int], list[str]]]]:
+    """A worker's two sides, each warmed up by a claim that matches nothing."""
+    dao = open_dao(backend.url)
+    conn = raw_connect(backend)
     try:
-        dao = open_dao(backend.url)
-        conn = raw_connect(backend)
         claim_ours(dao, 100, status="WARMUP")
         claim_raw(backend, conn, 100, status="WARMUP")
-        results.put(("ready", name, None))
-        while (command := commands.get()) is not None:
-            side, batch = command
-            barrier.wait(TIMEOUT)
-            start = time.perf_counter()
-            keys = claim_ours(dao, batch) if side == "ours" else claim_raw(backend, conn, batch)
-            results.put((side, name, (start, time.perf_counter(), keys)))
+        yield {
+            "ours": lambda batch: claim_ours(dao, batch),
+            "raw": lambda batch: claim_raw(backend, conn, batch),
+        }
+    finally:
         conn.close()
         dao.close()
-    except BaseException:
-        results.put(("error", name, traceback.format_exc()))
-
-
-class _Pool:
-    """``n`` worker processes that run one side of the claim on command."""
-
-    def __init__(self, backend: Backend, n: int) -> None:
-        spawn = multiprocessing.get_context("spawn")
-        self.names = [f"w{i}" for i in range(n)]
-        self.commands = [spawn.Queue() for _ in self.names]
-        self.results = spawn.Queue()
-        self.barrier = spawn.Barrier(n + 1)
-        self.procs = [
-            spawn.Process(target=_worker, args=(backend, name, q, self.results, self.barrier))
-            for name, q in zip(self.names, self.commands, strict=True)
-        ]
-        for proc in self.procs:
-            proc.start()
-        self._collect("ready")
-
-    def _collect(self, side: str) -> dict[str, Any]:
-        got = {}
-        for _ in self.names:
-            kind, name, payload = self.results.get(timeout=TIMEOUT)
-            if kind == "error":
-                self.close()
-                raise RuntimeError(f"jobman claim worker {name} failed:\n{payload}")
-            if kind != side:
-                raise RuntimeError(f"worker {name} answered {kind!r}, expected {side!r}")
-            got[name] = payload
-        return got
-
-    def run(self, side: str, batch: int) -> tuple[float, dict[str, list[str]]]:
-        """Release every worker on ``side``; seconds from first start to last finish, and
-        the keys each worker claimed."""
-        for q in self.commands:
-            q.put((side, batch))
-        self.barrier.wait(TIMEOUT)
-        got = self._collect(side)
-        start = min(s for s, _, _ in got.values())
-        end = max(e for _, e, _ in got.values())
-        return end - start, {name: keys for name, (_, _, keys) in got.items()}
-
-    def close(self) -> None:
-        """Stop the workers."""
-        for q in self.commands:
-            q.put(None)
-        for proc in self.procs:
-            proc.join(30)
-            if proc.is_alive():
-                proc.terminate()
 
 
 def _check(db: Any, table: sa.Table, jobs: int, got: dict[str, list[str]]) -> dict[str, int]:
@@ -171,7 +119,7 @@ def run(ctx: Context) -> None:
                 dao.save_jobs(jobs, replace=False)
 
             for workers in WORKER_COUNTS:
-                pool = _Pool(backend, workers)
+                pool = WorkerPool(_sides, backend, workers)
                 try:
                     best = {"ours": float("inf"), "raw": float("inf")}
                     problems: Counter[str] = Counter()
