@@ -639,3 +639,12 @@ def test_url_for_path(given, expected):
 def test_url_for_path_refuses_other_things():
     with pytest.raises(InvalidValue):
         url_for_path(42)  # type: ignore[arg-type]
+
+
+def test_mariadb_url_is_kept_and_the_connection_is_utf8mb4(run_dir):
+    url = backend_url("mariadb", run_dir)
+    with Database(url) as db:
+        assert db.engine.url.render_as_string(hide_password=False) == url
+        with db.transaction(readonly=True) as conn:
+            charset = conn.exec_driver_sql("SELECT @@character_set_connection").scalar()
+        assert charset == "utf8mb4"

@@ -115,9 +115,7 @@ def _normalise_url(url: str | URL | None) -> URL:
     except (sa_exc.ArgumentError, ValueError, TypeError) as e:
         message = mask_secret(str(e), _password_in(url))
         raise InvalidValue(f"not a database URL: {message}") from None
-    backend = parsed.get_backend_name()
-    if backend in ("mysql", "mariadb") and "charset" not in parsed.query:
-        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    # The URL stays as the caller gave it: SQLAlchemy 2's MySQL drivers default to utf8mb4.
     return parsed
 
 
