@@ -265,3 +265,10 @@ def test_threads_increment_a_counter_with_cas_on_memory_sqlite(run_dir: Path, ta
     assert store.compare_and_set("counter", 0)
     run_threads(db, increment, [("counter", INCREMENTS)] * WORKERS)
     assert store.get("counter") == WORKERS * INCREMENTS
+
+
+def test_canonical_json_equates_only_equal_json():
+    from dblayer.core import canonical_json
+
+    assert canonical_json({"a": 1, "b": [1, 2]}) == canonical_json({"b": (1, 2), "a": 1})
+    assert len({canonical_json(1), canonical_json(1.0), canonical_json(True)}) == 3

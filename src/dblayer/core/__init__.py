@@ -22,7 +22,7 @@ from .errors import (
     TransientError,
     translate,
 )
-from .kv import ABSENT, KeyValueStore, kv_table
+from .kv import ABSENT, KeyValueStore, canonical_json, kv_table
 from .models import (
     Base,
     DictMixin,
@@ -73,6 +73,7 @@ __all__ = [
     "UUID",
     "archive_deleted_rows",
     "archive_table",
+    "canonical_json",
     "claim",
     "compile_query",
     "conditional_update",

@@ -95,7 +95,7 @@ class KeyValueStore:
         """
         key = self._check_key(key)
         json_dumps(new)  # a value that cannot be stored is an error, match or not
-        wanted = ABSENT if expected is ABSENT else _canonical(expected)
+        wanted = ABSENT if expected is ABSENT else canonical_json(expected)
         applied = self.db.run(self._compare_and_set, key, new, wanted)
         if not applied and raise_on_mismatch:
             raise CompareAndSetFailed(f"key {key!r} does not hold the expected value")
@@ -107,13 +107,13 @@ class KeyValueStore:
             row = {"key": key, "value": new, "created_at": now, "updated_at": now}
             return insert_ignore(conn, self.table, row) == 1
         row = conn.execute(self._lock, {"k": key}).first()
-        if row is None or _canonical(row[0]) != wanted:
+        if row is None or canonical_json(row[0]) != wanted:
             return False
         conn.execute(self._update, {"k": key, "value": new, "updated_at": now})
         return True
 
 
-def _canonical(value: Any) -> str:
+def canonical_json(value: Any) -> str:
     """``value`` as the JSON it is stored as, keys sorted: equal only for equal JSON
-    (1, 1.0 and True all differ; a tuple is the list it is stored as)."""
+    (1, 1.0 and True all differ; a tuple is the list it is stored as; key order does not)."""
     return json.dumps(json.loads(json_dumps(value)), sort_keys=True, separators=(",", ":"))

@@ -8,7 +8,6 @@ work on a core Database (committed, replayed on deadlocks and lock timeouts).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sqlite3
@@ -27,6 +26,7 @@ from dblayer.core import (
     InvalidQuery,
     InvalidValue,
     TransientError,
+    canonical_json,
     url_for_path,
 )
 
@@ -37,15 +37,6 @@ from . import utils as _dao_utils
 def database_url(db_uri: Any) -> str | URL:
     """The URL for a jobman ``db_uri``: ':memory:' (default), a SQLite file, or any SQLAlchemy URL."""
     return url_for_path(db_uri)
-
-
-def _same_json(stored: Any, expected: Any) -> bool:
-    """Whether two JSON values are equal as JSON (1, 1.0 and True all differ; key order not)."""
-
-    def canonical(value: Any) -> str:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-    return canonical(stored) == canonical(expected)
 
 
 class SqliteDAO:
@@ -326,7 +317,7 @@ def _compare_and_set(
 ) -> bool:
     locked = sa.select(table.c.value).where(table.c.key == key).with_for_update()
     row = conn.execute(locked).first()
-    if row is None or (expected is not ... and not _same_json(row[0], expected)):
+    if row is None or (expected is not ... and canonical_json(row[0]) != canonical_json(expected)):
         return False
     conn.execute(sa.update(table).where(table.c.key == key).values(value=new))
     return True
