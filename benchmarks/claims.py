@@ -9,7 +9,6 @@ no row was handed to two workers and that every row was claimed exactly once.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,7 +27,7 @@ from .runner import (
     raw_transaction,
     tables,
 )
-from .workers import WorkerPool
+from .workers import time_sides
 
 ROWS = 10_000
 BATCH = 100
@@ -148,19 +147,9 @@ def run(ctx: Context) -> None:
 
     with tables(db, metadata):
         for workers in WORKER_COUNTS:
-            pool = WorkerPool(_sides, backend, workers)
-            try:
-                best = {"ours": float("inf"), "raw": float("inf")}
-                problems: Counter[str] = Counter()
-                for rep in range(ctx.reps + 1):  # the first round is a warm-up
-                    for side in ("ours", "raw"):
-                        reset()
-                        seconds, got = pool.run(side)
-                        problems.update(_check(db, len(rows), got))
-                        if rep:
-                            best[side] = min(best[side], seconds)
-            finally:
-                pool.close()
+            best, problems = time_sides(
+                _sides, backend, workers, ctx.reps, reset, lambda got: _check(db, len(rows), got)
+            )
             note = (
                 f"workers {workers}; double claims {problems['double_claims']}, "
                 f"unclaimed {problems['unclaimed']}, mismatched {problems['mismatched']}"

@@ -10,7 +10,6 @@ that every job was claimed.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +18,7 @@ import sqlalchemy as sa
 
 from .jobman_common import TABLE, column_list, dao_tables, open_dao, quote, raw_dicts, sample_jobs
 from .runner import Backend, Context, Result, raw_connect, raw_transaction
-from .workers import WorkerPool
+from .workers import time_sides
 
 JOBS = 10_000
 JOBS_B1 = 2_000
@@ -119,19 +118,15 @@ def run(ctx: Context) -> None:
                 dao.save_jobs(jobs, replace=False)
 
             for workers in WORKER_COUNTS:
-                pool = WorkerPool(_sides, backend, workers)
-                try:
-                    best = {"ours": float("inf"), "raw": float("inf")}
-                    problems: Counter[str] = Counter()
-                    for rep in range(ctx.reps + 1):  # the first round is a warm-up
-                        for side in ("ours", "raw"):
-                            reset()
-                            seconds, got = pool.run(side, batch)
-                            problems.update(_check(db, table, len(jobs), got))
-                            if rep:
-                                best[side] = min(best[side], seconds)
-                finally:
-                    pool.close()
+                best, problems = time_sides(
+                    _sides,
+                    backend,
+                    workers,
+                    ctx.reps,
+                    reset,
+                    lambda got: _check(db, table, len(jobs), got),  # noqa: B023 - called at once
+                    batch,
+                )
                 scaled = (
                     f"; {len(jobs):,} jobs (B=1 runs {JOBS_B1:,} at scale 1)" if batch == 1 else ""
                 )

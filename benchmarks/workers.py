@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
@@ -88,3 +89,30 @@ class WorkerPool:
             proc.join(30)
             if proc.is_alive():
                 proc.terminate()
+
+
+def time_sides(
+    setup: Setup,
+    backend: Backend,
+    workers: int,
+    reps: int,
+    reset: Callable[[], None],
+    check: Callable[[dict[str, Any]], Mapping[str, int]],
+    *args: Any,
+) -> tuple[dict[str, float], Counter[str]]:
+    """Best seconds per side over ``reps`` rounds (after one warm-up round) with ``workers``
+    processes, the table reset before each run, and the problems ``check`` counted."""
+    pool = WorkerPool(setup, backend, workers)
+    try:
+        best = {"ours": float("inf"), "raw": float("inf")}
+        problems: Counter[str] = Counter()
+        for rep in range(reps + 1):  # the first round is a warm-up
+            for side in ("ours", "raw"):
+                reset()
+                seconds, got = pool.run(side, *args)
+                problems.update(check(got))
+                if rep:
+                    best[side] = min(best[side], seconds)
+    finally:
+        pool.close()
+    return best, problems
