@@ -14,6 +14,7 @@ from dblayer.stores.jobman import (
     WorkerSqliteDAO,
 )
 from tests.conftest import backend_url
+from tests.stores.jobman.test_records import WORKER_FIELDS
 
 PENDING = {"filters": [{"field": "status", "op": "=", "arg": "PENDING"}]}
 
@@ -38,18 +39,7 @@ def test_job_schemas():
         "key",
         "status",
     ]
-    assert list(WorkerSqliteDAO.JobSchema.get_field_infos()) == [
-        "created",
-        "modified",
-        "key",
-        "status",
-        "batchable",
-        "batch_meta",
-        "is_batch",
-        "parent_batch_key",
-        "engine_key",
-        "engine_meta",
-    ]
+    assert list(WorkerSqliteDAO.JobSchema.get_field_infos()) == WORKER_FIELDS
     assert list(JobmanSqliteDAO.JobSchema.get_field_infos()) == [
         "created",
         "modified",
