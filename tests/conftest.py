@@ -32,36 +32,40 @@ _databases: dict[str, Database] = {}
 _run_urls: dict[str, str] = {}
 
 
-def _server_run_url(base_url: str) -> str:
-    """Create this run's database on the server of ``base_url``; return its URL."""
-    if base_url not in _run_urls:
+def _server_run_url(base_url: str, store: str = "") -> str:
+    """Create this run's database (``store``'s own when given) on the server of
+    ``base_url``; return its URL."""
+    name = f"{RUN_DATABASE}_{store}" if store else RUN_DATABASE
+    key = f"{base_url}#{name}"
+    if key not in _run_urls:
         url = sa.make_url(base_url)
         engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
         try:
             with engine.connect() as conn:
                 if url.get_backend_name() == "postgresql":
-                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{RUN_DATABASE}" WITH (FORCE)')
-                    conn.exec_driver_sql(f'CREATE DATABASE "{RUN_DATABASE}"')
+                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
                 else:
-                    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{RUN_DATABASE}`")
-                    conn.exec_driver_sql(f"CREATE DATABASE `{RUN_DATABASE}` CHARACTER SET utf8mb4")
+                    conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+                    conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
         except sa.exc.OperationalError as e:
             pytest.fail(f"server not reachable at {url.render_as_string()}: {e}", pytrace=False)
         finally:
             engine.dispose()
-        _run_urls[base_url] = url.set(database=RUN_DATABASE).render_as_string(hide_password=False)
-    return _run_urls[base_url]
+        _run_urls[key] = url.set(database=name).render_as_string(hide_password=False)
+    return _run_urls[key]
 
 
 def _drop_run_databases() -> None:
-    for base_url in _run_urls:
+    for key in _run_urls:
+        base_url, name = key.rsplit("#", 1)
         url = sa.make_url(base_url)
         engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
             if url.get_backend_name() == "postgresql":
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{RUN_DATABASE}" WITH (FORCE)')
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             else:
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{RUN_DATABASE}`")
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
         engine.dispose()
 
 
@@ -72,29 +76,35 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _drop_run_databases()
 
 
-def backend_url(backend: str, tmp_dir: Path) -> str:
-    """The URL tests use for ``backend`` (this run's own database on a server)."""
+def backend_url(backend: str, tmp_dir: Path, store: str = "") -> str:
+    """The URL tests use for ``backend`` (this run's own database on a server).
+
+    A ``store`` whose table names would collide with another's gets a database of its own.
+    """
+    suffix = f"-{store}" if store else ""
     if backend == "sqlite_memory":
         return "sqlite://"
     if backend == "sqlite_file":
-        return f"sqlite:///{tmp_dir / 'dblayer-test.db'}"
+        return f"sqlite:///{tmp_dir / f'dblayer-test{suffix}.db'}"
     if backend == "postgresql":
-        return _server_run_url(PG_URL)
+        return _server_run_url(PG_URL, store)
     if backend == "mariadb":
-        return _server_run_url(MYSQL_URL)
+        return _server_run_url(MYSQL_URL, store)
     raise ValueError(backend)
 
 
-def open_database(backend: str, tmp_dir: Path) -> Database:
-    """One Database per backend for the whole run; fails the test if the server is down."""
-    if backend not in _databases:
-        db = Database(backend_url(backend, tmp_dir))
+def open_database(backend: str, tmp_dir: Path, store: str = "") -> Database:
+    """One Database per backend (and store) for the whole run; fails the test if the
+    server is down."""
+    key = f"{backend}#{store}"
+    if key not in _databases:
+        db = Database(backend_url(backend, tmp_dir, store))
         try:
             db.server_version()  # connects
         except DBLayerError as e:
             pytest.fail(f"{backend} is not reachable at {db.url}: {e}", pytrace=False)
-        _databases[backend] = db
-    return _databases[backend]
+        _databases[key] = db
+    return _databases[key]
 
 
 @pytest.fixture(scope="session")

@@ -648,3 +648,20 @@ def test_mariadb_url_is_kept_and_the_connection_is_utf8mb4(run_dir):
         with db.transaction(readonly=True) as conn:
             charset = conn.exec_driver_sql("SELECT @@character_set_connection").scalar()
         assert charset == "utf8mb4"
+
+
+def test_current_session_is_the_open_units_session(db, tables_of):
+    tables_of(db, orm_metadata)
+    with pytest.raises(DBLayerError, match="no unit of work"):
+        db.current_session()
+    with db.transaction() as conn:
+        session = db.current_session()
+        assert session.connection() is conn
+        session.add(MdWidget(name="current"))
+        with db.session() as same:
+            assert same is session
+        assert db.current_session() is session
+    with pytest.raises(DBLayerError):
+        db.current_session()
+    with db.session(readonly=True) as session:
+        assert session.scalars(sa.select(MdWidget.name)).all() == ["current"]

@@ -28,6 +28,7 @@ from dblayer.core import (
     MarkerNotFound,
     NotFound,
     TransientError,
+    new_metadata,
 )
 from dblayer.core.errors import mask_secret, translate
 from tests.conftest import SHARED_BACKENDS, backend_url
@@ -154,6 +155,24 @@ def test_a_value_the_column_cannot_hold_is_invalid_value(db, tables_of, values):
         conn.execute(sa.insert(pairs), {"id": 1, "a": "ok", "b": "ok"})
         conn.execute(sa.insert(pairs), {"id": 2, "a": "x", "b": "y", **values})
     assert rows(db, pairs) == []
+
+
+checked_metadata = new_metadata()
+checked = sa.Table(
+    "err_checked",
+    checked_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("size", sa.Integer),
+    sa.CheckConstraint("size >= 0", name="size_not_negative"),
+)
+
+
+def test_a_value_a_check_constraint_refuses_is_invalid_value(db, tables_of):
+    tables_of(db, checked_metadata)
+    with pytest.raises(InvalidValue), db.transaction() as conn:
+        conn.execute(sa.insert(checked), {"id": 1, "size": 1})
+        conn.execute(sa.insert(checked), {"id": 2, "size": -1})
+    assert rows(db, checked) == []
 
 
 def test_no_row_from_one_is_not_found(db, tables_of):

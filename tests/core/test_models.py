@@ -19,6 +19,7 @@ from dblayer.core import (
     utcnow,
 )
 from dblayer.core.models import NAMING_CONVENTION
+from tests.conftest import backend_url
 from tests.core.orm_schema import MdWidget, OrmBase, md_keyed, md_plain, orm_metadata
 
 widgets = MdWidget.__table__
@@ -301,6 +302,17 @@ def _equal_to_abc(db, metadata: sa.MetaData) -> list[str]:
 
 def test_new_metadata_compares_text_exactly_on_every_backend(db):
     assert _equal_to_abc(db, new_metadata()) == ["abc"]
+
+
+def test_new_metadata_compares_text_exactly_under_a_mariadb_url(run_dir):
+    # A mariadb:// URL has a dialect of its own, reading mariadb_* table options only.
+    url = sa.make_url(backend_url("mariadb", run_dir))
+    db = Database(url.set(drivername=url.drivername.replace("mysql", "mariadb", 1)))
+    try:
+        assert db.engine.dialect.name == "mariadb"
+        assert _equal_to_abc(db, new_metadata()) == ["abc"]
+    finally:
+        db.dispose()
 
 
 def test_exact_text_off_keeps_the_servers_collation(db):

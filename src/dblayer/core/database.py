@@ -395,15 +395,31 @@ class Database:
         that were not loaded inside the block cannot be loaded afterwards.
         """
         with self._unit(readonly) as unit:
-            if unit.session is None:
-                unit.session = Session(
-                    bind=unit.connection,
-                    expire_on_commit=False,
-                    autoflush=True,
-                    join_transaction_mode="rollback_only",
-                )
-            yield unit.session
-            unit.session.flush()
+            session = self._unit_session(unit)
+            yield session
+            session.flush()
+
+    @staticmethod
+    def _unit_session(unit: _Unit) -> Session:
+        if unit.session is None:
+            unit.session = Session(
+                bind=unit.connection,
+                expire_on_commit=False,
+                autoflush=True,
+                join_transaction_mode="rollback_only",
+            )
+        return unit.session
+
+    def current_session(self) -> Session:
+        """The ORM Session of the unit of work open in this context (made on first use).
+
+        For code that runs inside ``session()``/``transaction()``/``run()`` and needs the
+        session without being handed it; outside a unit of work it raises DBLayerError.
+        """
+        unit = self._current.get()
+        if unit is None:
+            raise DBLayerError("no unit of work is open on this Database")
+        return self._unit_session(unit)
 
     def run(
         self,

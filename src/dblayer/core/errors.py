@@ -93,6 +93,7 @@ _PG_DEADLOCK = {"40P01", "40001"}
 _PG_LOCK = {"55P03", "57014"}
 _PG_UNIQUE = "23505"
 _PG_FK = "23503"
+_PG_CHECK = "23514"
 # Class 08 (connection exception), 28 (bad credentials), 3D000 (no such database), 57P01-03.
 _PG_CONNECTION_PREFIXES = ("08", "28")
 _PG_CONNECTION = {"3D000", "57P01", "57P02", "57P03"}
@@ -171,6 +172,8 @@ def _classify_by_text(error: BaseException, message: str) -> DBLayerError | None
             return DuplicateEntry(message, constraint=name, columns=cols)
         if "foreign key" in lowered:
             return ForeignKeyViolation(message)
+        if "check constraint" in lowered:
+            return InvalidValue(message)
         return ConflictError(message)
     if isinstance(error, sa_exc.OperationalError) and (
         "unable to open" in lowered or "could not connect" in lowered or "connection" in lowered
@@ -196,6 +199,9 @@ def _classify_by_code(
         return DuplicateEntry(message, constraint=name, columns=cols)
     if sqlstate == _PG_FK or number in _MY_FK:
         return ForeignKeyViolation(message)
+    if sqlstate == _PG_CHECK:
+        # A CHECK refuses the value itself, as MariaDB's 4025 (in _MY_DATA) says too.
+        return InvalidValue(message)
     if isinstance(error, sa_exc.IntegrityError):
         return ConflictError(message)
     if _is_connection_error(error, sqlstate, number):

@@ -40,12 +40,14 @@ def new_metadata(*, exact_text: bool = True) -> MetaData:
 @event.listens_for(Table, "before_create")
 def _exact_text_on_mysql(table: Table, connection: Connection, **_: Any) -> None:
     # Decided at CREATE time: the collation name depends on the server (MariaDB or MySQL).
-    if connection.dialect.name not in ("mysql", "mariadb"):
+    # A mariadb:// URL's dialect reads only mariadb_* table options, a mysql:// one mysql_*.
+    name = connection.dialect.name
+    if name not in ("mysql", "mariadb"):
         return
-    if not table.metadata.info.get(EXACT_TEXT) or table.dialect_kwargs.get("mysql_collate"):
+    if not table.metadata.info.get(EXACT_TEXT) or table.dialect_kwargs.get(f"{name}_collate"):
         return
-    table.dialect_kwargs["mysql_charset"] = "utf8mb4"
-    table.dialect_kwargs["mysql_collate"] = exact_collation(connection.dialect)
+    table.dialect_kwargs[f"{name}_charset"] = "utf8mb4"
+    table.dialect_kwargs[f"{name}_collate"] = exact_collation(connection.dialect)
 
 
 class Base(DeclarativeBase):
