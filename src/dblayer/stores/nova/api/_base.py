@@ -1,0 +1,293 @@
+"""The building blocks every nova API function is made of.
+
+Each public function is wrapped by ``api(check)``: the access check, then the
+whole call in one unit of work (one transaction, replayed by core on deadlocks,
+lock timeouts and lost connections; a call made inside another joins it).
+Inside, ``model_query`` builds nova's SELECT (read_deleted, project_only), and
+``first``/``fetch_all``/``create``/``update``/``soft_delete_where`` run it on the
+unit's Session. Rows come back as model objects that stay usable after the call:
+``settle`` fills every relationship the call did not load with an empty value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import inspect
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from dblayer.core import InvalidQuery, live, soft_delete, translate
+from dblayer.core.models import not_deleted_value
+
+from .. import exception
+from ..context import check_admin, check_context, is_user_context
+from ..facade import get_database, get_session
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Access checks a function declares: admin only, or any admin or user context.
+ADMIN = check_admin
+USER = check_context
+
+# nova.db.api.MAX_INT: the largest signed 32-bit integer (ids, limits).
+MAX_INT = 0x7FFFFFFF
+
+DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
+
+
+def api(check: Callable[[Any], None] | None = None) -> Callable[[F], F]:
+    """Decorator for a public call: ``check(context)``, then the call in one unit of work.
+
+    A ``use_slave=True`` argument sends the unit to the reader when one is configured.
+    """
+
+    def wrap(fn: F) -> F:
+        params = list(inspect.signature(fn).parameters)
+        slave_at = params.index("use_slave") - 1 if "use_slave" in params else None
+
+        @functools.wraps(fn)
+        def call(context: Any, *args: Any, **kwargs: Any) -> Any:
+            if check is not None:
+                check(context)
+            readonly = False
+            if slave_at is not None:
+                if "use_slave" in kwargs:
+                    readonly = bool(kwargs["use_slave"])
+                elif len(args) > slave_at:
+                    readonly = bool(args[slave_at])
+            return get_database().run(
+                lambda _session: fn(context, *args, **kwargs), orm=True, readonly=readonly
+            )
+
+        call.__wrapped_api__ = fn  # type: ignore[attr-defined]
+        return call  # type: ignore[return-value]
+
+    return wrap
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def read_deleted_clause(model: Any, read_deleted: str) -> sa.ColumnElement[bool] | None:
+    """The WHERE clause for ``read_deleted`` ('no', 'yes' or 'only') on ``model``."""
+    if read_deleted == "no":
+        return live(model)
+    if read_deleted == "yes":
+        return None
+    if read_deleted == "only":
+        column = model.__table__.c.deleted
+        return column != not_deleted_value(column)
+    raise InvalidQuery(f"read_deleted must be 'no', 'yes' or 'only', not {read_deleted!r}")
+
+
+def model_query(
+    context: Any,
+    model: Any,
+    *columns: Any,
+    read_deleted: str | None = None,
+    project_only: bool | str = False,
+    base_model: Any = None,
+) -> sa.Select[Any]:
+    """nova's base SELECT of ``model`` (or of ``columns``) as ``context`` may see it.
+
+    ``read_deleted`` defaults to the context's; ``project_only`` limits a user context
+    to its project's rows (``'allow_none'``: also rows of no project).
+    """
+    base = base_model if base_model is not None else model
+    stmt = sa.select(*columns) if columns else sa.select(model)
+    clause = read_deleted_clause(base, read_deleted or context.read_deleted)
+    if clause is not None:
+        stmt = stmt.where(clause)
+    if project_only and is_user_context(context):
+        project = base.project_id == context.project_id
+        if project_only == "allow_none":
+            project = sa.or_(project, base.project_id.is_(None))
+        stmt = stmt.where(project)
+    return stmt
+
+
+def execute(stmt: Any, params: Any = None) -> Any:
+    """Run ``stmt`` on the unit's Session; driver errors come out as core errors."""
+    try:
+        return get_session().execute(stmt, params)
+    except sa_exc.SQLAlchemyError as e:
+        raise translate(e) from e
+
+
+def flush() -> None:
+    """Flush the unit's Session; driver errors come out as core errors."""
+    try:
+        get_session().flush()
+    except sa_exc.SQLAlchemyError as e:
+        raise translate(e) from e
+
+
+def first(stmt: sa.Select[Any]) -> Any:
+    """The first object (or value) ``stmt`` selects, settled; None when there is none."""
+    try:
+        row = get_session().scalars(stmt.limit(1)).unique().first()
+    except sa_exc.SQLAlchemyError as e:
+        raise translate(e) from e
+    return settle(row)
+
+
+def fetch_all(stmt: sa.Select[Any]) -> list[Any]:
+    """Every object (or value) ``stmt`` selects, settled."""
+    try:
+        rows = list(get_session().scalars(stmt).unique())
+    except sa_exc.SQLAlchemyError as e:
+        raise translate(e) from e
+    return settle_all(rows)
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def column_names(model: Any) -> frozenset[str]:
+    """The names of ``model``'s mapped columns."""
+    return frozenset(attr.key for attr in sa.inspect(model).column_attrs)
+
+
+def check_columns(model: Any, values: Mapping[str, Any]) -> None:
+    """Reject keys of ``values`` that are not columns of ``model`` (InvalidQuery)."""
+    if not isinstance(values, Mapping):
+        raise InvalidQuery(f"values must be a dict of column -> value, got {values!r}")
+    allowed = column_names(model)
+    unknown = sorted(str(k) for k in values if k not in allowed)
+    if unknown:
+        raise InvalidQuery(
+            f"{model.__name__} has no column {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def columns_only(model: Any, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The items of ``values`` that name columns of ``model`` (the rest dropped)."""
+    allowed = column_names(model)
+    return {k: v for k, v in values.items() if k in allowed}
+
+
+def create(model: Any, values: Mapping[str, Any]) -> Any:
+    """Insert a ``model`` row from ``values`` (column names only) and return it, settled."""
+    check_columns(model, values)
+    row = model()
+    for key, value in values.items():
+        setattr(row, key, value)
+    session = get_session()
+    session.add(row)
+    flush()
+    return settle(row)
+
+
+def update(row: Any, values: Mapping[str, Any]) -> Any:
+    """Set ``values`` (column names only) on a loaded ``row``, flush, and return it."""
+    check_columns(type(row), values)
+    for key, value in values.items():
+        setattr(row, key, value)
+    flush()
+    return row
+
+
+def soft_delete_where(model: Any, *where: sa.ColumnElement[bool]) -> int:
+    """Soft-delete the live rows of ``model`` matching ``where``; return how many."""
+    session = get_session()
+    try:
+        return soft_delete(session, model, *where)
+    except sa_exc.SQLAlchemyError as e:
+        raise translate(e) from e
+
+
+def session() -> Session:
+    """The unit of work's Session (for the odd call the helpers above do not cover)."""
+    return get_session()
+
+
+# -- values ----------------------------------------------------------------------------------
+
+
+def require_uuid(value: Any) -> str:
+    """``value`` if it is a canonical UUID string (lower case, hyphenated), else InvalidUUID."""
+    try:
+        if isinstance(value, str) and str(uuid.UUID(value)) == value:
+            return value
+    except ValueError:
+        pass
+    raise exception.InvalidUUID(uuid=value)
+
+
+def is_uuid_like(value: Any) -> bool:
+    """Whether ``value`` is a canonical UUID string."""
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def parse_datetime(value: Any) -> Any:
+    """A naive datetime from ``value`` (a datetime or nova's ISO string); tzinfo dropped.
+
+    nova assumed incoming times were UTC and dropped the zone without converting.
+    """
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.strptime(value, DATETIME_FORMAT)
+        except ValueError:
+            raise InvalidQuery(f"{value!r} is not a time in the form {DATETIME_FORMAT}") from None
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        value = value.replace(tzinfo=None)
+    return value
+
+
+def parse_datetimes(values: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """``values`` with each of ``keys`` present parsed by ``parse_datetime`` (in place)."""
+    for key in keys:
+        if key in values and values[key] is not None:
+            values[key] = parse_datetime(values[key])
+    return values
+
+
+# -- objects that stay usable ----------------------------------------------------------------
+
+
+@functools.cache
+def _relationships(cls: type) -> tuple[tuple[str, bool], ...]:
+    return tuple((rel.key, bool(rel.uselist)) for rel in sa.inspect(cls).relationships)
+
+
+def settle(row: Any, _seen: set[int] | None = None) -> Any:
+    """Give every relationship of ``row`` that was not loaded an empty value ([] or None),
+    through the related objects that were, so nothing lazy-loads after the session closes."""
+    if row is None or not hasattr(row, "_sa_instance_state"):
+        return row
+    seen = _seen if _seen is not None else set()
+    if id(row) in seen:
+        return row
+    seen.add(id(row))
+    loaded = row.__dict__
+    for key, uselist in _relationships(type(row)):
+        value = loaded.get(key, _MISSING)
+        if value is _MISSING:
+            set_committed_value(row, key, [] if uselist else None)
+        elif uselist:
+            for child in value:
+                settle(child, seen)
+        elif value is not None:
+            settle(value, seen)
+    return row
+
+
+def settle_all(rows: list[Any]) -> list[Any]:
+    """``settle`` every row of ``rows``; return the list."""
+    seen: set[int] = set()
+    for row in rows:
+        settle(row, seen)
+    return rows
+
+
+_MISSING = object()
