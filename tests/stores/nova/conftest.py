@@ -9,6 +9,7 @@ backend under test.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +77,22 @@ def ctx() -> RequestContext:
 def other_ctx() -> RequestContext:
     """A user context of another project, 'project2'."""
     return RequestContext("user2", "project2")
+
+
+def make_instance(db: Database, **values: object) -> str:
+    """Insert an instance row directly (project1/user1 unless given); return its uuid."""
+    from dblayer.stores.nova import models
+
+    values.setdefault("uuid", str(uuid.uuid4()))
+    values.setdefault("project_id", "project1")
+    values.setdefault("user_id", "user1")
+    with db.session() as session:
+        session.add(models.Instance(**values))
+    return str(values["uuid"])
+
+
+def table_rows(db: Database, model: type) -> list[dict]:
+    """Every row of ``model``'s table (deleted ones too), as dicts, by id."""
+    table = model.__table__  # type: ignore[attr-defined]
+    with db.transaction() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(table.c.id))]

@@ -12,23 +12,8 @@ import dblayer.stores.nova as nova
 from dblayer.core import Database, InvalidQuery, InvalidValue
 from dblayer.stores.nova import exception, models
 from dblayer.stores.nova.context import RequestContext
-
-
-def make_instance(db: Database, **values) -> str:
-    """Insert an instance row; return its uuid."""
-    values.setdefault("uuid", str(uuid.uuid4()))
-    values.setdefault("project_id", "project1")
-    values.setdefault("user_id", "user1")
-    with db.session() as session:
-        session.add(models.Instance(**values))
-    return values["uuid"]
-
-
-def rows(db: Database, model) -> list[dict]:
-    """Every row of ``model``'s table (deleted ones too), as dicts, by id."""
-    with db.transaction() as conn:
-        result = conn.execute(sa.select(model.__table__).order_by(model.__table__.c.id))
-        return [dict(r._mapping) for r in result]
+from tests.stores.nova.conftest import make_instance
+from tests.stores.nova.conftest import table_rows as rows
 
 
 def soft_delete(db: Database, model, row_id: int) -> None:

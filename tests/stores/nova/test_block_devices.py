@@ -10,7 +10,6 @@ from functools import partial
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 import dblayer.stores.nova as nova
 from dblayer.core import Database, InvalidQuery, InvalidValue
@@ -18,25 +17,14 @@ from dblayer.stores.nova import exception, models
 from dblayer.stores.nova.api import block_device_format as fmt
 from dblayer.stores.nova.context import RequestContext
 from tests.concurrency import run_processes
+from tests.stores.nova.conftest import make_instance, table_rows
 
 BDM = models.BlockDeviceMapping
 
 
-def make_instance(db: Database, **values) -> str:
-    """Insert an instance row; return its uuid."""
-    values.setdefault("uuid", str(uuid.uuid4()))
-    values.setdefault("project_id", "project1")
-    values.setdefault("user_id", "user1")
-    with db.session() as session:
-        session.add(models.Instance(**values))
-    return values["uuid"]
-
-
 def rows(db: Database) -> list[dict]:
-    """Every BDM row (deleted ones too), as dicts, by id."""
-    with db.transaction() as conn:
-        table = BDM.__table__
-        return [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(table.c.id))]
+    """Every row (deleted ones too), as dicts, by id."""
+    return table_rows(db, BDM)
 
 
 def live_ids(db: Database) -> list[int]:

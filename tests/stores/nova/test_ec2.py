@@ -11,13 +11,7 @@ import dblayer.stores.nova as nova
 from dblayer.core import Database, DuplicateEntry, InvalidValue
 from dblayer.stores.nova import exception, models
 from dblayer.stores.nova.context import RequestContext
-
-
-def rows(db: Database, model) -> list[dict]:
-    """Every row of ``model``'s table (deleted ones too), as dicts, by id."""
-    with db.transaction() as conn:
-        table = model.__table__
-        return [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(table.c.id))]
+from tests.stores.nova.conftest import table_rows as rows
 
 
 def soft_delete(db: Database, model, row_id: int) -> None:

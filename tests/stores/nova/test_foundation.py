@@ -15,6 +15,7 @@ from dblayer.core import Database, DBLayerError
 from dblayer.stores.nova import api, exception, facade, models
 from dblayer.stores.nova.api._base import api as api_call
 from dblayer.stores.nova.api._base import fetch_all, model_query, require_uuid, settle
+from tests.stores.nova.conftest import make_instance
 
 # Seed 004's signatures of the functions part 1 (issue 7) delivers, as the seed prints them.
 PART1_SIGNATURES = """
@@ -118,13 +119,6 @@ def test_api_names_are_the_packages():
     assert nova.MAX_INT == 0x7FFFFFFF
 
 
-def _make_instance(project_id: str = "project1", **values) -> str:
-    values.setdefault("uuid", str(uuid.uuid4()))
-    with facade.get_database().session() as session:
-        session.add(models.Instance(project_id=project_id, user_id="user1", **values))
-    return values["uuid"]
-
-
 def test_configure_without_a_url_uses_the_environment_or_memory(monkeypatch, nova_db):
     monkeypatch.delenv("DBLAYER_URL", raising=False)
     try:
@@ -185,9 +179,9 @@ def test_each_call_commits_on_its_own(nova_db, admin):
 
 
 def test_model_query_honours_read_deleted_and_project_only(nova_db, ctx, other_ctx, admin):
-    live_uuid = _make_instance()
-    gone_uuid = _make_instance()
-    other_uuid = _make_instance(project_id="project2")
+    live_uuid = make_instance(nova_db)
+    gone_uuid = make_instance(nova_db)
+    other_uuid = make_instance(nova_db, project_id="project2")
     with nova_db.session() as session:
         gone = session.scalars(sa.select(models.Instance).filter_by(uuid=gone_uuid)).one()
         gone.soft_delete(session)
@@ -213,7 +207,7 @@ def test_model_query_honours_read_deleted_and_project_only(nova_db, ctx, other_c
 
 
 def test_settled_objects_never_lazy_load_after_the_call(nova_db, admin):
-    instance_uuid = _make_instance()
+    instance_uuid = make_instance(nova_db)
 
     @api_call()
     def plain(context):

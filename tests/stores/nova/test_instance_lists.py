@@ -675,8 +675,19 @@ def test_get_active_by_window_joined(nova_db, admin, ctx):
     # Zone-aware bounds are converted to UTC.
     aware = begin.replace(tzinfo=dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=-5)))
     assert found(nova.instance_get_active_by_window_joined(admin, aware, end)) == found(window)
-    # As in nova, the window is not limited to the caller's project.
-    assert found(nova.instance_get_active_by_window_joined(ctx, begin, end)) == found(window)
+    # Unlike nova, a user sees only its own project's instances in the window.
+    assert found(nova.instance_get_active_by_window_joined(ctx, begin, end)) == {
+        running,
+        ended_late,
+        gone,
+    }
+    assert found(nova.instance_get_active_by_window_joined(ctx, begin, end, "project1")) == {
+        running,
+        ended_late,
+        gone,
+    }
+    with pytest.raises(exception.Forbidden):
+        nova.instance_get_active_by_window_joined(ctx, begin, end, "project2")
     with pytest.raises(InvalidQuery, match="begin"):
         nova.instance_get_active_by_window_joined(admin, None)
     assert ended_early

@@ -12,25 +12,14 @@ import dblayer.stores.nova as nova
 from dblayer.core import Database, InvalidQuery, InvalidValue
 from dblayer.core.types import utcnow
 from dblayer.stores.nova import exception, models
+from tests.stores.nova.conftest import make_instance, table_rows
 
 M = models.Migration
 
 
-def make_instance(db: Database, **values) -> str:
-    """Insert an instance row; return its uuid."""
-    values.setdefault("uuid", str(uuid.uuid4()))
-    values.setdefault("project_id", "project1")
-    values.setdefault("user_id", "user1")
-    with db.session() as session:
-        session.add(models.Instance(**values))
-    return values["uuid"]
-
-
 def rows(db: Database) -> list[dict]:
-    """Every migration row (deleted ones too), as dicts, by id."""
-    with db.transaction() as conn:
-        table = M.__table__
-        return [dict(r._mapping) for r in conn.execute(sa.select(table).order_by(table.c.id))]
+    """Every row (deleted ones too), as dicts, by id."""
+    return table_rows(db, M)
 
 
 def soft_delete(db: Database, model, row_id: int) -> None:

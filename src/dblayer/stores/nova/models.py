@@ -441,6 +441,9 @@ class InstanceSystemMetadata(BASE, NovaBase):
     """A system metadata key/value pair of an instance."""
 
     __tablename__ = "instance_system_metadata"
+    # Not in nova's model (MySQL indexed the foreign key by itself): every instance read
+    # looks rows up by instance_uuid, on PostgreSQL and SQLite too.
+    __table_args__ = (sa.Index("instance_system_metadata_instance_uuid_idx", "instance_uuid"),)
 
     id = mapped_column(sa.Integer, primary_key=True)
     key = mapped_column(sa.String(255), nullable=False)

@@ -82,7 +82,7 @@ def read_deleted_clause(model: Any, read_deleted: str) -> sa.ColumnElement[bool]
     if read_deleted == "yes":
         return None
     if read_deleted == "only":
-        column = model.__table__.c.deleted
+        column = (model if isinstance(model, sa.Table) else model.__table__).c.deleted
         return column != not_deleted_value(column)
     raise InvalidQuery(f"read_deleted must be 'no', 'yes' or 'only', not {read_deleted!r}")
 

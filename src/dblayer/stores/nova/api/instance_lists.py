@@ -42,6 +42,7 @@ from sqlalchemy.types import TypeDecorator
 from dblayer.core import DBLayerError, InvalidQuery, live, paginate, sort_keys, utcnow
 
 from .. import exception
+from ..context import authorize_project_context, is_user_context
 from ..facade import get_database
 from ..models import Instance, InstanceMetadata, InstanceSystemMetadata, PciDevice
 from ._base import ADMIN, USER, api, execute, fetch_all, model_query
@@ -194,9 +195,16 @@ def instance_get_active_by_window_joined(
     project_id: str | None = None,
     host: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Instances (deleted ones too) not terminated before ``begin`` and launched before ``end``."""
+    """Instances (deleted ones too) not terminated before ``begin`` and launched before ``end``.
+
+    Unlike nova, a user context sees only its own project's instances here (asking for
+    another project is Forbidden); admins see every project, as in nova.
+    """
     begin = _naive_utc("begin", begin)
-    # As nova: no read_deleted filter and no project scoping here.
+    if is_user_context(context):
+        authorize_project_context(context, project_id or context.project_id)
+        project_id = context.project_id
+    # As nova: no read_deleted filter here (usage reports count deleted instances).
     where = [sa.or_(Instance.terminated_at.is_(None), Instance.terminated_at > begin)]
     if end:
         where.append(Instance.launched_at < _naive_utc("end", end))
