@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dblayer.core import (
     JSON,
@@ -99,6 +99,20 @@ class MdWidget(OrmBase, DictMixin, TimestampMixin, SoftDeleteMixin):
         """A computed attribute, reachable as ``row["label"]`` like a column."""
         return f"{self.name}:{self.size}"
 
+
+class MdPart(OrmBase, DictMixin):
+    """A part of a widget (for relationships)."""
+
+    __tablename__ = "md_parts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    widget_id: Mapped[int] = mapped_column(sa.ForeignKey("md_widgets.id"))
+    label: Mapped[str | None] = mapped_column(sa.String(20))
+
+    widget = relationship(MdWidget, viewonly=True)
+
+
+MdWidget.parts = relationship(MdPart, viewonly=True, order_by=MdPart.id)
 
 orm_metadata = OrmBase.metadata
 

@@ -35,6 +35,7 @@ from .models import (
 from .pagination import InvalidSortKey, SortKey, paginate, sort_keys
 from .prepared import PreparedQuery
 from .query import compile_query, equality, fetch_query, select_query, where_query
+from .row_objects import RowObjects
 from .types import JSON, UUID, ExactString, UTCDateTime, utcnow
 from .upsert import insert_ignore, insert_many, upsert
 
@@ -65,6 +66,7 @@ __all__ = [
     "NotFound",
     "PreparedQuery",
     "RetryPolicy",
+    "RowObjects",
     "SoftDeleteMixin",
     "SortKey",
     "TimestampMixin",

@@ -5,7 +5,7 @@ whole call in one unit of work (one transaction, replayed by core on deadlocks,
 lock timeouts and lost connections; a call made inside another joins it).
 Inside, ``model_query`` builds nova's SELECT (read_deleted, project_only), and
 ``first``/``fetch_all``/``create``/``update``/``soft_delete_where`` run it on the
-unit's Session. Rows come back as model objects that stay usable after the call:
+unit's Session (``execute`` runs Core statements on its Connection). Rows come back as model objects that stay usable after the call:
 ``settle`` fills every relationship the call did not load with an empty value.
 """
 
@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -113,10 +114,26 @@ def model_query(
     return stmt
 
 
-def execute(stmt: Any, params: Any = None) -> Any:
-    """Run ``stmt`` on the unit's Session; driver errors come out as core errors."""
+def connection() -> Connection:
+    """The unit of work's Connection, the Session's pending objects flushed first so that
+    Core statements see them.
+
+    Core on the Connection costs a fraction of the same statement through the Session:
+    the hot paths run their statements here.
+    """
+    current = get_session()
     try:
-        return get_session().execute(stmt, params)
+        current.flush()
+        return current.connection()
+    except sa_exc.SQLAlchemyError as e:
+        raise translate(e) from e
+
+
+def execute(stmt: Any, params: Any = None, *, conn: Connection | None = None) -> Any:
+    """Run a Core statement on ``conn`` (default: the unit's Connection); driver errors come
+    out as core errors."""
+    try:
+        return (conn if conn is not None else connection()).execute(stmt, params)
     except sa_exc.SQLAlchemyError as e:
         raise translate(e) from e
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 
 from dblayer.core import (
     Constraint,
@@ -43,6 +44,7 @@ from dblayer.core import (
     InvalidQuery,
     InvalidValue,
     PreparedQuery,
+    RowObjects,
     live,
     utcnow,
 )
@@ -67,7 +69,9 @@ from ._base import (
     USER,
     api,
     column_names,
+    connection,
     create,
+    execute,
     first,
     parse_datetimes,
     read_deleted_clause,
@@ -80,9 +84,7 @@ from ._checks import clean_value, clean_values, require_instance
 from .security_groups import (
     DEFAULT_GROUP,
     ensure_default_group,
-    execute_core,
     group_ids_by_names,
-    unit_connection,
 )
 
 __all__ = [
@@ -142,7 +144,7 @@ def _check_unique_hostname(context: Any, hostname: str) -> None:
         stmt = stmt.where(
             Instance.project_id.is_(None) if project is None else Instance.project_id == project
         )
-    if execute_core(stmt.limit(1)).first() is not None:
+    if execute(stmt.limit(1)).first() is not None:
         raise exception.InstanceExists(name=lowered)
 
 
@@ -154,39 +156,6 @@ def _check_unique_hostname(context: Any, hostname: str) -> None:
 # system metadata together (one more query per other collection asked for). The rows become
 # model objects directly: detached (no session), every relationship set to what was read or
 # to an empty list / None, so nothing ever lazy-loads.
-
-
-class RowObjects:
-    """Makes detached ``model`` objects from rows (dicts) that hold its table's columns,
-    each under ``prefix`` + its name."""
-
-    def __init__(self, model: Any, prefix: str = "") -> None:
-        mapper = sa.inspect(model)
-        self.table = model.__table__
-        self.keys = tuple(mapper.get_property_by_column(c).key for c in self.table.columns)
-        self.prefix = prefix
-        self.labels = tuple(prefix + c.name for c in self.table.columns)
-        self.id_label = prefix + "id"
-        self.relationships = tuple((rel.key, rel.uselist) for rel in mapper.relationships)
-        self.identity_class = mapper.identity_key_from_primary_key((0,))[0]
-        self.new_instance = mapper.class_manager.new_instance
-
-    def columns(self) -> list[Any]:
-        """The table's columns for a SELECT, labelled with the prefix."""
-        return [c.label(self.prefix + c.name) if self.prefix else c for c in self.table.columns]
-
-    def make(self, row: Mapping[str, Any], related: Mapping[str, Any] | None = None) -> Any:
-        """An object holding ``row``'s values and the ``related`` relationships; the other
-        relationships empty."""
-        obj = self.new_instance()
-        attrs = obj.__dict__
-        attrs.update(zip(self.keys, map(row.__getitem__, self.labels), strict=True))
-        related = related or {}
-        for key, uselist in self.relationships:
-            attrs[key] = related.get(key, [] if uselist else None)
-        # Detached: it has its identity and belongs to no session.
-        obj._sa_instance_state.key = (self.identity_class, (row[self.id_label],), None)
-        return obj
 
 
 _INSTANCE = RowObjects(Instance)
@@ -319,18 +288,18 @@ class _Fetched:
 
 
 def _build_groups(rows: list[dict[str, Any]]) -> list[Any]:
-    groups: dict[Any, Any] = {}
+    group_rows: dict[Any, dict[str, Any]] = {}
+    rules: dict[Any, list[Any]] = {}
     seen_rules: set[Any] = set()
     for row in rows:
-        group = groups.get(row["id"])
-        if group is None:
-            group = groups[row["id"]] = _GROUP.make(row)
+        group_rows.setdefault(row["id"], row)
+        found = rules.setdefault(row["id"], [])
         rule_id = row[_RULE.id_label]
         # A group linked twice repeats its rules: keep each once.
         if rule_id is not None and rule_id not in seen_rules:
             seen_rules.add(rule_id)
-            group.rules.append(_RULE.make(row))
-    return list(groups.values())
+            found.append(_RULE.make(row))
+    return [_GROUP.make(row, {"rules": rules[key]}) for key, row in group_rows.items()]
 
 
 def _fetch(
@@ -346,7 +315,7 @@ def _fetch(
     """The rows of the instance whose ``key`` is ``value`` as ``context`` may see it, or None."""
     scoped = project_only and is_user_context(context)
     query = _instance_query(key, read_deleted or context.read_deleted, scoped, lock)
-    conn = unit_connection()
+    conn = connection()
     if scoped:
         row = query.first(conn, key=value, project_id=context.project_id)
     else:
@@ -460,7 +429,7 @@ def _replace_metadata(
     """Make the instance's live ``model`` rows hold ``metadata``: existing keys updated in
     place, missing keys inserted and, with ``delete``, keys absent from it soft-deleted."""
     table = model.__table__
-    rows = execute_core(
+    rows = execute(
         sa.select(table.c.id, table.c.key, table.c.value).where(
             table.c.instance_uuid == instance_uuid, live(table)
         )
@@ -480,10 +449,10 @@ def _replace_metadata(
             continue
         stale = [r.id for r in current if r.value != value]
         if stale:
-            execute_core(sa.update(table).where(table.c.id.in_(stale)).values(value=value))
+            execute(sa.update(table).where(table.c.id.in_(stale)).values(value=value))
     if new_rows:
         try:
-            execute_core(sa.insert(table), new_rows)
+            execute(sa.insert(table), new_rows)
         except ForeignKeyViolation:
             raise exception.InstanceNotFound(instance_id=instance_uuid) from None
 
@@ -507,7 +476,7 @@ def _require_owned(context: Any, instance_uuid: Any) -> None:
         stmt = stmt.where(Instance.project_id == context.project_id)
     if not isinstance(instance_uuid, str):
         raise exception.InstanceNotFound(instance_id=instance_uuid)
-    if execute_core(stmt.limit(1).with_for_update()).first() is None:
+    if execute(stmt.limit(1).with_for_update()).first() is None:
         raise exception.InstanceNotFound(instance_id=instance_uuid)
 
 
@@ -521,7 +490,7 @@ def _metadata_get(context: Any, model: Any, instance_uuid: Any, read_deleted: st
     if owned is not None:
         stmt = stmt.where(owned)
     # Oldest first, so that with deleted rows included the newest value of a key wins.
-    return {r.key: r.value for r in execute_core(stmt.order_by(table.c.id))}
+    return {r.key: r.value for r in execute(stmt.order_by(table.c.id))}
 
 
 def _metadata_update(
@@ -577,7 +546,7 @@ def instance_create(context: Any, values: dict[str, Any]) -> Any:
         dict.fromkeys(default_id if n == DEFAULT_GROUP else named[n] for n in group_names)
     )
 
-    conn = unit_connection()
+    conn = connection()
     if not _returning_supported(conn):
         return _create_then_read(
             context, conn, columns, info_cache, metadata, system_metadata, group_ids
@@ -588,7 +557,7 @@ def instance_create(context: Any, values: dict[str, Any]) -> Any:
     related: dict[str, Any] = {
         "info_cache": _written(
             _CACHE,
-            execute_core(
+            execute(
                 _INSERT_CACHE, {**(info_cache or {}), "instance_uuid": instance_uuid}, conn=conn
             ),
         )
@@ -601,7 +570,7 @@ def instance_create(context: Any, values: dict[str, Any]) -> Any:
         ]
         related[name] = []
         if rows:
-            ids = execute_core(_INSERT_CHILD_RETURNING_ID[name], rows, conn=conn).scalars().all()
+            ids = execute(_INSERT_CHILD_RETURNING_ID[name], rows, conn=conn).scalars().all()
             related[name] = [
                 _complete(CHILDREN[name], {**r, "id": i}) for r, i in zip(rows, ids, strict=True)
             ]
@@ -635,7 +604,7 @@ def _returning_supported(conn: Any) -> bool:
 
 def _insert_instance(conn: Any, stmt: Any, columns: dict[str, Any]) -> Any:
     try:
-        return execute_core(stmt, columns, conn=conn)
+        return execute(stmt, columns, conn=conn)
     except DuplicateEntry as e:
         raise exception.DBDuplicateEntry(columns=["uuid"], inner_exception=e) from None
 
@@ -646,13 +615,13 @@ def _metadata_rows(instance_uuid: str, pairs: Mapping[str, Any]) -> list[dict[st
 
 def _insert_links_and_mapping(conn: Any, instance_uuid: str, group_ids: list[int]) -> None:
     if group_ids:
-        execute_core(
+        execute(
             _INSERT_LINK,
             [{"instance_uuid": instance_uuid, "security_group_id": g} for g in group_ids],
             conn=conn,
         )
     # The EC2 id of the instance (what ec2_instance_create writes).
-    execute_core(_INSERT_MAPPING, {"uuid": instance_uuid}, conn=conn)
+    execute(_INSERT_MAPPING, {"uuid": instance_uuid}, conn=conn)
 
 
 def _create_then_read(
@@ -667,10 +636,10 @@ def _create_then_read(
     """instance_create's writes without RETURNING, then the instance read back."""
     instance_uuid = columns["uuid"]
     inserted = _insert_instance(conn, _INSERT_INSTANCE, columns)
-    execute_core(_INSERT_CACHE, {**(info_cache or {}), "instance_uuid": instance_uuid}, conn=conn)
+    execute(_INSERT_CACHE, {**(info_cache or {}), "instance_uuid": instance_uuid}, conn=conn)
     for name, pairs in (("metadata", metadata), ("system_metadata", system_metadata)):
         if pairs:
-            execute_core(_INSERT_CHILD[name], _metadata_rows(instance_uuid, pairs), conn=conn)
+            execute(_INSERT_CHILD[name], _metadata_rows(instance_uuid, pairs), conn=conn)
     _insert_links_and_mapping(conn, instance_uuid, group_ids)
     # Read back as stored: whoever the row names as owner, whatever the context reads.
     fetched = _fetch(
@@ -758,7 +727,7 @@ def _update(
         elif "updated_at" not in columns:
             assignments["updated_at"] = utcnow()
         # The expectations are part of the UPDATE: a racing writer cannot slip in between.
-        matched = execute_core(
+        matched = execute(
             sa.update(instances).where(instances.c.id == row.id, *conditions).values(assignments)
         ).rowcount
         if matched == 0:
@@ -774,8 +743,8 @@ def _update(
             continue
         _replace_metadata(model, row.uuid, pairs, delete=True)
         if name in joins:
-            rows = _CHILDREN_QUERIES[name].all(unit_connection(), uuid=row.uuid)
-            row.__dict__[name] = [CHILDREN[name].make(r) for r in rows]
+            rows = _CHILDREN_QUERIES[name].all(connection(), uuid=row.uuid)
+            set_committed_value(row, name, [CHILDREN[name].make(r) for r in rows])
     return original, row
 
 
@@ -783,7 +752,7 @@ def _raise_unexpected_state(instance_id: int, expected_task: Any, expected_vm: A
     """Raise the error for an update whose expected states did not hold, from the row's
     states as they are now."""
     instances = Instance.__table__
-    actual_task, actual_vm = execute_core(
+    actual_task, actual_vm = execute(
         sa.select(instances.c.task_state, instances.c.vm_state).where(instances.c.id == instance_id)
     ).one()
     if expected_task is not _UNSET and actual_task not in expected_task:
@@ -851,7 +820,7 @@ def instance_destroy(
     clauses = constraint.clauses(Instance) if constraint is not None else []
     row = _fetch_by_uuid(context, instance_uuid, DEFAULT_JOINS).build()
     if soft_delete_where(Instance, Instance.id == row.id, *clauses) == 0:
-        still_live = execute_core(
+        still_live = execute(
             sa.select(Instance.id).where(Instance.id == row.id, live(Instance))
         ).first()
         if clauses and still_live is not None:
@@ -1003,6 +972,6 @@ def instance_fault_get_by_instance_uuids(
         .order_by(table.c.created_at.desc(), table.c.id.desc())
     )
     faults: dict[str, list[dict[str, Any]]] = {u: [] for u in uuids}
-    for row in execute_core(stmt).mappings():
+    for row in execute(stmt).mappings():
         faults[row["instance_uuid"]].append(dict(row))
     return faults

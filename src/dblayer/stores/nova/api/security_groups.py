@@ -12,11 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Connection
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import selectinload
 
-from dblayer.core import DuplicateEntry, PreparedQuery, live, translate, utcnow
+from dblayer.core import DuplicateEntry, PreparedQuery, live, utcnow
 
 from .. import exception
 from ..models import (
@@ -25,35 +23,11 @@ from ..models import (
     SecurityGroupIngressDefaultRule,
     SecurityGroupIngressRule,
 )
-from ._base import api, first, session
+from ._base import api, connection, execute, first, session
 
 __all__ = ["security_group_ensure_default"]
 
 DEFAULT_GROUP = "default"
-
-
-def unit_connection() -> Connection:
-    """The unit of work's Connection, for Core statements; the Session's pending objects are
-    flushed first, so that the statements see them.
-
-    Core on the Connection costs a fraction of the same statement through the Session
-    (``_base.execute``): the hot single-instance paths take it once per call.
-    """
-    current = session()
-    try:
-        current.flush()
-        return current.connection()
-    except sa_exc.SQLAlchemyError as e:
-        raise translate(e) from e
-
-
-def execute_core(stmt: Any, params: Any = None, *, conn: Connection | None = None) -> Any:
-    """Run a Core statement on ``conn`` (default: the unit's); driver errors come out as
-    core errors."""
-    try:
-        return (conn if conn is not None else unit_connection()).execute(stmt, params)
-    except sa_exc.SQLAlchemyError as e:
-        raise translate(e) from e
 
 
 def _project_is(column: Any, project_id: str | None) -> sa.ColumnElement[bool]:
@@ -78,7 +52,7 @@ def _default_group_query(no_project: bool) -> PreparedQuery:
 
 
 def _default_group_id(project_id: str | None) -> int | None:
-    conn = unit_connection()
+    conn = connection()
     if project_id is None:
         row = _default_group_query(True).first(conn)
     else:
@@ -95,9 +69,9 @@ def _count_group_in_quota(project_id: str | None, user_id: str | None) -> None:
         usages.c.resource == "security_groups",
         live(usages),
     )
-    bumped = execute_core(sa.update(usages).where(*where).values(in_use=usages.c.in_use + 1))
+    bumped = execute(sa.update(usages).where(*where).values(in_use=usages.c.in_use + 1))
     if bumped.rowcount == 0:
-        execute_core(
+        execute(
             sa.insert(usages).values(
                 project_id=project_id,
                 user_id=user_id,
@@ -114,13 +88,13 @@ def _count_group_in_quota(project_id: str | None, user_id: str | None) -> None:
 def _copy_default_rules(group_id: int) -> None:
     """Give the group a copy of every live default rule."""
     defaults = SecurityGroupIngressDefaultRule.__table__
-    rows = execute_core(
+    rows = execute(
         sa.select(defaults.c.protocol, defaults.c.from_port, defaults.c.to_port, defaults.c.cidr)
         .where(live(defaults))
         .order_by(defaults.c.id)
     ).all()
     if rows:
-        execute_core(
+        execute(
             sa.insert(SecurityGroupIngressRule.__table__),
             [
                 {
@@ -155,7 +129,7 @@ def ensure_default_group(context: Any) -> int:
     try:
         # A savepoint, so that a lost race leaves the transaction usable (PostgreSQL).
         with session().begin_nested():
-            inserted = execute_core(sa.insert(SecurityGroup.__table__).values(values))
+            inserted = execute(sa.insert(SecurityGroup.__table__).values(values))
     except DuplicateEntry:
         group_id = _default_group_id(project_id)
         if group_id is None:
@@ -175,7 +149,7 @@ def group_ids_by_names(context: Any, project_id: str | None, names: Sequence[str
     wanted = list(dict.fromkeys(names))
     if not wanted:
         return []
-    rows = execute_core(
+    rows = execute(
         sa.select(SecurityGroup.id, SecurityGroup.name).where(
             _project_is(SecurityGroup.project_id, project_id),
             SecurityGroup.name.in_(wanted),
