@@ -16,76 +16,35 @@ from dblayer.stores.nova import api, exception, facade, models
 from dblayer.stores.nova.api._base import api as api_call
 from dblayer.stores.nova.api._base import fetch_all, model_query, require_uuid, settle
 from tests.stores.nova.conftest import make_instance
+from tests.stores.nova.seed_signatures import SEED_SIGNATURES
 
-# Seed 004's signatures of the functions part 1 (issue 7) delivers, as the seed prints them.
-PART1_SIGNATURES = """
-action_event_finish(context, values)
-action_event_get_by_id(context, action_id, event_id)
-action_event_start(context, values)
-action_events_get(context, action_id)
-action_finish(context, values)
-action_get_by_request_id(context, uuid, request_id)
-action_start(context, values)
-actions_get(context, uuid)
-archive_deleted_rows(context, max_rows=None)
-archive_deleted_rows_for_table(context, tablename, max_rows=None)
-block_device_mapping_create(context, values, legacy=True)
-block_device_mapping_destroy(context, bdm_id)
-block_device_mapping_destroy_by_instance_and_device(context, instance_uuid, device_name)
-block_device_mapping_destroy_by_instance_and_volume(context, instance_uuid, volume_id)
-block_device_mapping_get_all_by_instance(context, instance_uuid, use_slave=False)
-block_device_mapping_get_by_volume_id(context, volume_id, columns_to_join=None)
-block_device_mapping_update(context, bdm_id, values, legacy=True)
-block_device_mapping_update_or_create(context, values, legacy=True)
-constraint(**conditions)
-ec2_instance_create(context, instance_uuid, id=None)
-ec2_instance_get_by_id(context, instance_id)
-ec2_instance_get_by_uuid(context, instance_uuid)
-ec2_snapshot_create(context, snapshot_id, forced_id=None)
-ec2_volume_create(context, volume_id, forced_id=None)
-ec2_volume_get_by_id(context, volume_id)
-ec2_volume_get_by_uuid(context, volume_uuid)
-equal_any(*values)
-get_ec2_instance_id_by_uuid(context, instance_id)
-get_ec2_snapshot_id_by_uuid(context, snapshot_id)
-get_instance_uuid_by_ec2_id(context, ec2_id)
-get_snapshot_uuid_by_ec2_id(context, ec2_id)
-instance_create(context, values)
-instance_destroy(context, instance_uuid, constraint=None, update_cells=True)
-instance_fault_create(context, values)
-instance_fault_get_by_instance_uuids(context, instance_uuids)
-instance_get(context, instance_id, columns_to_join=None)
-instance_get_active_by_window_joined(context, begin, end=None, project_id=None, host=None)
-instance_get_all(context, columns_to_join=None)
-instance_get_all_by_filters(context, filters, sort_key='created_at', sort_dir='desc', limit=None, marker=None, columns_to_join=None, use_slave=False)
-instance_get_all_by_host(context, host, columns_to_join=None, use_slave=False)
-instance_get_all_by_host_and_node(context, host, node)
-instance_get_all_by_host_and_not_type(context, host, type_id=None)
-instance_get_all_hung_in_rebooting(context, reboot_window)
-instance_get_by_uuid(context, uuid, columns_to_join=None, use_slave=False)
-instance_info_cache_delete(context, instance_uuid)
-instance_info_cache_get(context, instance_uuid)
-instance_info_cache_update(context, instance_uuid, values)
-instance_metadata_delete(context, instance_uuid, key)
-instance_metadata_get(context, instance_uuid)
-instance_metadata_update(context, instance_uuid, metadata, delete)
-instance_system_metadata_get(context, instance_uuid)
-instance_system_metadata_update(context, instance_uuid, metadata, delete)
-instance_update(context, instance_uuid, values, update_cells=True)
-instance_update_and_get_original(context, instance_uuid, values, update_cells=True, columns_to_join=None)
-migration_create(context, values)
-migration_get(context, migration_id)
-migration_get_all_by_filters(context, filters)
-migration_get_by_instance_and_status(context, instance_uuid, status)
-migration_get_in_progress_by_host_and_node(context, host, node)
-migration_get_unconfirmed_by_dest_compute(context, confirm_window, dest_compute, use_slave=False)
-migration_update(context, id, values)
-not_equal(*values)
-s3_image_create(context, image_uuid)
-s3_image_get(context, image_id)
-s3_image_get_by_uuid(context, image_uuid)
-security_group_ensure_default(context)
-""".strip().splitlines()
+# The functions part 1 (issue 7) delivers: their names' prefixes, and a few whole names.
+PART1_PREFIXES = ("action_", "actions_get", "block_device_mapping_", "migration_", "ec2_", "s3_image_")
+PART1_NAMES = {
+    "archive_deleted_rows",
+    "archive_deleted_rows_for_table",
+    "constraint",
+    "equal_any",
+    "not_equal",
+    "get_instance_uuid_by_ec2_id",
+    "get_snapshot_uuid_by_ec2_id",
+    "get_ec2_instance_id_by_uuid",
+    "get_ec2_snapshot_id_by_uuid",
+}
+PART3_INSTANCE_NAMES = {
+    "instance_add_security_group",
+    "instance_remove_security_group",
+    "instance_floating_address_get_all",
+    "instance_get_floating_address",
+}
+SEED = {s.split("(")[0]: s for s in SEED_SIGNATURES}
+PART1 = sorted(
+    name
+    for name in SEED
+    if name.startswith(PART1_PREFIXES)
+    or name in PART1_NAMES
+    or (name.startswith("instance_") and name not in PART3_INSTANCE_NAMES)
+)
 
 
 def _rendered(function) -> str:
@@ -103,14 +62,24 @@ def _rendered(function) -> str:
     return f"{function.__name__}({', '.join(params)})"
 
 
-@pytest.mark.parametrize("signature", PART1_SIGNATURES, ids=lambda s: s.split("(")[0])
-def test_every_part1_function_exists_with_the_seeds_signature(signature):
-    name = signature.split("(")[0]
+def test_part1_delivers_its_functions():
+    assert len(PART1) == 80
+    missing = [name for name in PART1 if name not in nova.FUNCTIONS]
+    assert missing == []
+
+
+@pytest.mark.parametrize("name", sorted(SEED), ids=str)
+def test_each_function_has_the_seeds_signature(name):
+    if name not in nova.FUNCTIONS and name not in PART1:
+        return  # a later part's function, not written yet (test_part1_delivers_its_functions)
     function = getattr(nova, name)
-    assert _rendered(function) == signature
+    assert _rendered(function) == SEED[name]
     assert function.__doc__ and function.__doc__.strip()
-    assert name in nova.FUNCTIONS
     assert callable(getattr(nova.NovaDBAPI, name))
+
+
+def test_every_function_is_documented_by_the_seed():
+    assert sorted(set(nova.FUNCTIONS) - set(SEED)) == []
 
 
 def test_api_names_are_the_packages():

@@ -16,6 +16,7 @@ from . import (
     archive,
     block_devices,
     ec2,
+    instance_groups,
     instance_lists,
     instances,
     migrations,
@@ -26,6 +27,7 @@ from .actions import *  # noqa: F403
 from .archive import *  # noqa: F403
 from .block_devices import *  # noqa: F403
 from .ec2 import *  # noqa: F403
+from .instance_groups import *  # noqa: F403
 from .instance_lists import *  # noqa: F403
 from .instances import *  # noqa: F403
 from .migrations import *  # noqa: F403
@@ -36,6 +38,7 @@ _MODULES = (
     archive,
     block_devices,
     ec2,
+    instance_groups,
     instance_lists,
     instances,
     migrations,

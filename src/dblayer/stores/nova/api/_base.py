@@ -220,6 +220,35 @@ def soft_delete_where(model: Any, *where: sa.ColumnElement[bool]) -> int:
         raise translate(e) from e
 
 
+def replace_key_values(
+    model: Any, owner: str, owner_value: Any, pairs: Mapping[str, Any], *, delete: bool
+) -> None:
+    """Make the live key/value rows of ``model`` whose ``owner`` column is ``owner_value``
+    hold ``pairs``: existing keys updated in place, missing keys inserted and, with
+    ``delete``, keys absent from ``pairs`` soft-deleted (nova's metadata update)."""
+    table = model.__table__
+    owned = table.c[owner] == owner_value
+    rows = execute(sa.select(table.c.id, table.c.key, table.c.value).where(owned, live(table))).all()
+    if delete:
+        doomed = [r.id for r in rows if r.key not in pairs]
+        if doomed:
+            soft_delete_where(model, table.c.id.in_(doomed))
+    have: dict[str, list[Any]] = {}
+    for r in rows:
+        have.setdefault(r.key, []).append(r)
+    new_rows = []
+    for key, value in pairs.items():
+        current = have.get(key)
+        if current is None:
+            new_rows.append({owner: owner_value, "key": key, "value": value})
+            continue
+        stale = [r.id for r in current if r.value != value]
+        if stale:
+            execute(sa.update(table).where(table.c.id.in_(stale)).values(value=value))
+    if new_rows:
+        execute(sa.insert(table), new_rows)
+
+
 def session() -> Session:
     """The unit of work's Session (for the odd call the helpers above do not cover)."""
     return get_session()

@@ -75,6 +75,7 @@ from ._base import (
     first,
     parse_datetimes,
     read_deleted_clause,
+    replace_key_values,
     require_uuid,
     session,
     soft_delete_where,
@@ -426,35 +427,11 @@ def _state_in(column: Any, expected: tuple[Any, ...]) -> sa.ColumnElement[bool]:
 def _replace_metadata(
     model: Any, instance_uuid: str, metadata: Mapping[str, Any], delete: bool
 ) -> None:
-    """Make the instance's live ``model`` rows hold ``metadata``: existing keys updated in
-    place, missing keys inserted and, with ``delete``, keys absent from it soft-deleted."""
-    table = model.__table__
-    rows = execute(
-        sa.select(table.c.id, table.c.key, table.c.value).where(
-            table.c.instance_uuid == instance_uuid, live(table)
-        )
-    ).all()
-    if delete:
-        doomed = [r.id for r in rows if r.key not in metadata]
-        if doomed:
-            soft_delete_where(model, table.c.id.in_(doomed))
-    have: dict[str, list[Any]] = {}
-    for r in rows:
-        have.setdefault(r.key, []).append(r)
-    new_rows = []
-    for key, value in metadata.items():
-        current = have.get(key)
-        if current is None:
-            new_rows.append({"instance_uuid": instance_uuid, "key": key, "value": value})
-            continue
-        stale = [r.id for r in current if r.value != value]
-        if stale:
-            execute(sa.update(table).where(table.c.id.in_(stale)).values(value=value))
-    if new_rows:
-        try:
-            execute(sa.insert(table), new_rows)
-        except ForeignKeyViolation:
-            raise exception.InstanceNotFound(instance_id=instance_uuid) from None
+    """Make the instance's live ``model`` rows hold ``metadata`` (see replace_key_values)."""
+    try:
+        replace_key_values(model, "instance_uuid", instance_uuid, metadata, delete=delete)
+    except ForeignKeyViolation:
+        raise exception.InstanceNotFound(instance_id=instance_uuid) from None
 
 
 def _owned_by_context(context: Any, column: Any) -> sa.ColumnElement[bool] | None:
