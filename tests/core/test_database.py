@@ -665,3 +665,14 @@ def test_current_session_is_the_open_units_session(db, tables_of):
         db.current_session()
     with db.session(readonly=True) as session:
         assert session.scalars(sa.select(MdWidget.name)).all() == ["current"]
+
+
+def test_current_connection_flushes_the_units_session(db, tables_of):
+    tables_of(db, orm_metadata)
+    with pytest.raises(DBLayerError, match="no unit of work"):
+        db.current_connection()
+    with db.transaction() as conn:
+        assert db.current_connection() is conn
+        db.current_session().add(MdWidget(name="pending"))
+        seen = db.current_connection().execute(sa.select(MdWidget.name)).scalars().all()
+        assert seen == ["pending"]

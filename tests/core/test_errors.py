@@ -365,6 +365,17 @@ def test_translate_reads_constraint_and_columns():
         )
     )
     assert (pg_error.constraint, pg_error.columns) == ("uq_t_a_b", ("a", "b"))
+    quoted = translate(
+        wrapped(
+            pg(
+                psycopg.errors.UniqueViolation,
+                'duplicate key value violates unique constraint "uq_s"\n'
+                'DETAIL:  Key (host, "binary")=(h, b) already exists.',
+            ),
+            sa_exc.IntegrityError,
+        )
+    )
+    assert quoted.columns == ("host", "binary")
     for message in (
         "Duplicate entry 'x' for key 'uq_t_a'",
         "Duplicate entry 'x' for key 't.uq_t_a'",  # MySQL 8 prefixes the table

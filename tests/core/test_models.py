@@ -16,6 +16,7 @@ from dblayer.core import (
     live,
     new_metadata,
     soft_delete,
+    soft_deleted,
     utcnow,
 )
 from dblayer.core.models import NAMING_CONVENTION
@@ -236,12 +237,15 @@ def test_live_reads_the_not_deleted_value_off_the_column():
     ints = sa.Table("i", meta, sa.Column("id", sa.Integer), sa.Column("deleted", sa.Integer))
 
     def sql(criterion: sa.ColumnElement[bool]) -> str:
-        dialect = postgresql.dialect()
-        return str(criterion.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+        # No literal_binds: the marker is written into the SQL itself, never bound.
+        return str(criterion.compile(dialect=postgresql.dialect()))
 
     assert sql(live(flags)) == "f.deleted = false"
     assert sql(live(texts)) == "t.deleted = ''"
     assert sql(live(ints)) == "i.deleted = 0"
+    assert sql(soft_deleted(flags)) == "f.deleted != false"
+    assert sql(soft_deleted(texts)) == "t.deleted != ''"
+    assert sql(soft_deleted(ints)) == "i.deleted != 0"
 
 
 def test_soft_delete_and_live_reject_what_they_cannot_handle(db, tables_of):

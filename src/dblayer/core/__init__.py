@@ -31,6 +31,7 @@ from .models import (
     live,
     new_metadata,
     soft_delete,
+    soft_deleted,
 )
 from .pagination import InvalidSortKey, SortKey, paginate, sort_keys
 from .prepared import PreparedQuery
@@ -94,6 +95,7 @@ __all__ = [
     "purge_shadow_tables",
     "select_query",
     "soft_delete",
+    "soft_deleted",
     "sort_keys",
     "translate",
     "upsert",

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, MetaData, Table
 
 from .database import Database
 from .errors import ForeignKeyViolation, InvalidQuery
-from .models import not_deleted_value
+from .models import soft_deleted
 
 SHADOW_PREFIX = "shadow_"
 
@@ -110,10 +110,9 @@ def _archive_batch(
     conn: Connection, table: Table, shadow: Table, blockers: list[Any], limit: int
 ) -> int:
     pk = _primary_key(table)
-    deleted = table.c.deleted
     ids_query = (
         sa.select(pk)
-        .where(deleted != not_deleted_value(deleted), *[~b for b in blockers])
+        .where(soft_deleted(table), *[~b for b in blockers])
         .order_by(pk)
         .limit(limit)
         # Lock the rows: none may be restored or changed between the copy and the delete.

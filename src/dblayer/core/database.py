@@ -147,6 +147,9 @@ def _engine_setup(url: URL, lock_timeout: float, echo: bool) -> _EngineSetup:
         seconds = max(1, int(round(lock_timeout)))
         kwargs["isolation_level"] = "READ COMMITTED"
         kwargs["pool_recycle"] = 3600
+        # Every unit of work ends its transaction itself; PyMySQL would send the pool's
+        # ROLLBACK on return anyway, one more round trip per unit.
+        kwargs["pool_reset_on_return"] = None
         kwargs["connect_args"] = {
             # Strict mode whatever the server's default: an over-long or out-of-range value
             # is an error, never a silent truncation.
@@ -409,6 +412,20 @@ class Database:
                 join_transaction_mode="rollback_only",
             )
         return unit.session
+
+    def current_connection(self) -> Connection:
+        """The Connection of the unit of work open in this context, its Session's pending
+        objects flushed first (when it has one) so that Core statements see them; outside a
+        unit of work it raises DBLayerError."""
+        unit = self._current.get()
+        if unit is None:
+            raise DBLayerError("no unit of work is open on this Database")
+        if unit.session is not None:
+            try:
+                unit.session.flush()
+            except sa_exc.SQLAlchemyError as e:
+                raise self._translate(e) from e
+        return unit.connection
 
     def current_session(self) -> Session:
         """The ORM Session of the unit of work open in this context (made on first use).

@@ -137,7 +137,8 @@ def _unique_details(message: str, orig: BaseException | None) -> tuple[str | Non
     m = re.search(r'constraint "([^"]+)"', message)
     if name or m:  # PostgreSQL
         cols_m = re.search(r"Key \(([^)]*)\)=", message)
-        cols = [c.strip() for c in cols_m.group(1).split(",")] if cols_m else []
+        # Reserved words come quoted: Key ("binary", host)=(...).
+        cols = [c.strip().strip('"') for c in cols_m.group(1).split(",")] if cols_m else []
         return name or (m.group(1) if m else None), cols
     # MariaDB / MySQL (8.0.19+ prefixes "table."); the key comes last, after the quoted value.
     keys = re.findall(r"for key '([^']+)'", message)

@@ -195,6 +195,9 @@ class ComputeNode(BASE, NovaBase):
     """A hypervisor's resources as its compute service reports them."""
 
     __tablename__ = "compute_nodes"
+    # Not in nova's model (MySQL indexed the foreign key by itself): a service's nodes are
+    # looked up by service_id on every backend.
+    __table_args__ = (sa.Index("compute_nodes_service_id_idx", "service_id"),)
 
     id = mapped_column(sa.Integer, primary_key=True)
     service_id = mapped_column(sa.Integer, sa.ForeignKey("services.id"), nullable=False)
@@ -1437,6 +1440,8 @@ class VolumeUsage(BASE, NovaBase):
     """I/O counters of a volume, totals and the current period."""
 
     __tablename__ = "volume_usage_cache"
+    # Not in nova's model: vol_usage_update finds (and locks) a volume's row by volume_id.
+    __table_args__ = (sa.Index("volume_usage_cache_volume_id_idx", "volume_id"),)
 
     id = mapped_column(sa.Integer, primary_key=True)
     volume_id = mapped_column(sa.String(36), nullable=False)

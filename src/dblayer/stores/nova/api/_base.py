@@ -15,7 +15,8 @@ import datetime as dt
 import functools
 import inspect
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -24,8 +25,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from dblayer.core import InvalidQuery, live, soft_delete, translate
-from dblayer.core.models import not_deleted_value
+from dblayer.core import InvalidQuery, live, soft_delete, soft_deleted, translate
 
 from .. import exception
 from ..context import check_admin, check_context, is_user_context
@@ -63,8 +63,10 @@ def api(check: Callable[[Any], None] | None = None) -> Callable[[F], F]:
                     readonly = bool(kwargs["use_slave"])
                 elif len(args) > slave_at:
                     readonly = bool(args[slave_at])
+            # A Core unit: the ORM Session is made on first use (get_session), so calls that
+            # run Core statements only never pay for one.
             return get_database().run(
-                lambda _session: fn(context, *args, **kwargs), orm=True, readonly=readonly
+                lambda _conn: fn(context, *args, **kwargs), readonly=readonly
             )
 
         call.__wrapped_api__ = fn  # type: ignore[attr-defined]
@@ -83,8 +85,7 @@ def read_deleted_clause(model: Any, read_deleted: str) -> sa.ColumnElement[bool]
     if read_deleted == "yes":
         return None
     if read_deleted == "only":
-        column = (model if isinstance(model, sa.Table) else model.__table__).c.deleted
-        return column != not_deleted_value(column)
+        return soft_deleted(model)
     raise InvalidQuery(f"read_deleted must be 'no', 'yes' or 'only', not {read_deleted!r}")
 
 
@@ -115,18 +116,13 @@ def model_query(
 
 
 def connection() -> Connection:
-    """The unit of work's Connection, the Session's pending objects flushed first so that
-    Core statements see them.
+    """The unit of work's Connection, the Session's pending objects (if it has one)
+    flushed first so that Core statements see them.
 
     Core on the Connection costs a fraction of the same statement through the Session:
     the hot paths run their statements here.
     """
-    current = get_session()
-    try:
-        current.flush()
-        return current.connection()
-    except sa_exc.SQLAlchemyError as e:
-        raise translate(e) from e
+    return get_database().current_connection()
 
 
 def execute(stmt: Any, params: Any = None, *, conn: Connection | None = None) -> Any:
@@ -247,6 +243,19 @@ def replace_key_values(
             execute(sa.update(table).where(table.c.id.in_(stale)).values(value=value))
     if new_rows:
         execute(sa.insert(table), new_rows)
+
+
+@contextmanager
+def savepoint() -> Iterator[None]:
+    """A SAVEPOINT around a write that may be refused (a duplicate key, a foreign key), so
+    that the refusal leaves the unit's transaction usable (PostgreSQL aborts it otherwise)
+    and the Session forgets what the block added."""
+    current = get_session()
+    with current.begin_nested():
+        # The Session emits SAVEPOINT lazily, on its next use of the connection; Core
+        # statements on the Connection would run before it.
+        current.connection()
+        yield
 
 
 def session() -> Session:

@@ -77,7 +77,7 @@ from ._base import (
     read_deleted_clause,
     replace_key_values,
     require_uuid,
-    session,
+    savepoint,
     soft_delete_where,
     update,
 )
@@ -883,7 +883,7 @@ def instance_info_cache_update(context: Any, instance_uuid: str, values: dict[st
     row = _info_cache_row(instance_uuid)
     if row is None:
         try:
-            with session().begin_nested():
+            with savepoint():
                 return create(InstanceInfoCache, {**values, "instance_uuid": instance_uuid})
         except ForeignKeyViolation:
             raise exception.InstanceNotFound(instance_id=instance_uuid) from None
