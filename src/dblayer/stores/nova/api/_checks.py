@@ -130,3 +130,18 @@ def require_instance(instance_uuid: Any, *, lock: bool = False) -> None:
         stmt = stmt.with_for_update()
     if execute(stmt).first() is None:
         raise exception.InstanceNotFound(instance_id=instance_uuid)
+
+
+INT32 = (-(2**31), 2**31 - 1)
+
+
+def integer_id(value: Any) -> int | None:
+    """``value`` (an int or its digits) as an int, None when no 32-bit id can match;
+    InvalidID when it is not a number (what nova raised on PostgreSQL, here everywhere)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        number = int(value)
+    else:
+        raise exception.InvalidID(id=value)
+    return number if INT32[0] <= number <= INT32[1] else None

@@ -36,6 +36,7 @@ from ._base import (
     first,
     model_query,
     read_deleted_clause,
+    replace_key_values,
     savepoint,
     soft_delete_where,
 )
@@ -273,32 +274,9 @@ def aggregate_metadata_get_by_metadata_key(
 
 
 def _write_metadata(aggregate_id: int, metadata: Mapping[str, str], set_delete: bool) -> None:
-    """Make the aggregate's live metadata hold ``metadata``: keys present updated in place,
-    missing ones inserted and, with ``set_delete``, the others soft-deleted.
-
-    The caller holds the aggregate row locked (or has just created it).
-    """
-    current = execute(
-        sa.select(METADATA.c.id, METADATA.c.key, METADATA.c.value).where(
-            METADATA.c.aggregate_id == aggregate_id, live(METADATA)
-        )
-    ).all()
-    if set_delete:
-        doomed = [row.id for row in current if row.key not in metadata]
-        if doomed:
-            soft_delete_where(AggregateMetadata, METADATA.c.id.in_(doomed))
-    have = {row.key: row for row in current}
-    for key, value in metadata.items():
-        row = have.get(key)
-        if row is not None and row.value != value:
-            execute(sa.update(METADATA).where(METADATA.c.id == row.id).values(value=value))
-    new_rows = [
-        {"aggregate_id": aggregate_id, "key": k, "value": v}
-        for k, v in metadata.items()
-        if k not in have
-    ]
-    if new_rows:
-        execute(sa.insert(METADATA), new_rows)
+    """Make the aggregate's live metadata hold ``metadata`` (see replace_key_values); the
+    caller holds the aggregate row locked (or has just created it)."""
+    replace_key_values(AggregateMetadata, "aggregate_id", aggregate_id, metadata, delete=set_delete)
 
 
 @api()

@@ -41,6 +41,7 @@ from ._base import (
     execute,
     fetch_all,
     model_query,
+    replace_key_values,
     savepoint,
     soft_delete_where,
 )
@@ -505,20 +506,4 @@ def flavor_extra_specs_update_or_create(
     type_id = _flavor_id(context, flavor_id, lock="update", scoped=True)
     if not specs:
         return
-    current = execute(
-        sa.select(SPECS.c.id, SPECS.c.key, SPECS.c.value).where(
-            SPECS.c.instance_type_id == type_id, SPECS.c.key.in_(list(specs)), live(SPECS)
-        )
-    ).all()
-    have = {row.key: row for row in current}
-    for key, value in specs.items():
-        row = have.get(key)
-        if row is not None and row.value != value:
-            execute(sa.update(SPECS).where(SPECS.c.id == row.id).values(value=value))
-    new_rows = [
-        {"instance_type_id": type_id, "key": k, "value": v}
-        for k, v in specs.items()
-        if k not in have
-    ]
-    if new_rows:
-        execute(sa.insert(SPECS), new_rows)
+    replace_key_values(InstanceTypeExtraSpecs, "instance_type_id", type_id, specs, delete=False)

@@ -43,7 +43,7 @@ from ._base import (
     soft_delete_where,
     update,
 )
-from ._checks import clean_value, clean_values, key_value, require_keys
+from ._checks import clean_value, clean_values, integer_id, key_value, require_keys
 
 __all__ = [
     "floating_ip_allocate_address",
@@ -80,7 +80,6 @@ _WITH_INSTANCE = selectinload(FIP.fixed_ip).selectinload(FixedIp.instance)
 # The quota resource whose usage floating IPs count in (per project: user_id NULL).
 _RESOURCE = "floating_ips"
 
-INT32 = (-(2**31), 2**31 - 1)
 
 
 # -- lookups ---------------------------------------------------------------------------------
@@ -127,22 +126,10 @@ def _fixed_ip_by_address(context: Any, address: Any) -> Any:
     return row
 
 
-def _integer_id(value: Any) -> int | None:
-    """``value`` as an int (None when no 32-bit id can match); InvalidID if not a number
-    (what nova raised on PostgreSQL, here on every backend)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        number = int(value)
-    else:
-        raise exception.InvalidID(id=value)
-    return number if INT32[0] <= number <= INT32[1] else None
-
-
 @api(USER)
 def floating_ip_get(context: Any, id: int) -> Any:  # noqa: A002 - nova's name
     """The floating ip with ``id`` (a user's: of its project); FloatingIpNotFound."""
-    number = _integer_id(id)
+    number = integer_id(id)
     row = None
     if number is not None:
         stmt = model_query(context, FIP, project_only=True).where(FIP.id == number)

@@ -81,7 +81,7 @@ from ._base import (
     soft_delete_where,
     update,
 )
-from ._checks import clean_value, clean_values, require_instance
+from ._checks import clean_value, clean_values, integer_id, require_instance
 from .security_groups import (
     DEFAULT_GROUP,
     ensure_default_group,
@@ -184,7 +184,6 @@ INSTANCE_DATETIMES = (
 )
 INSTANCE_IPS = ("access_ip_v4", "access_ip_v6")
 INSTANCE_COLUMNS = column_names(Instance)
-INT32 = (-(2**31), 2**31 - 1)
 
 
 def _joins(columns_to_join: Any) -> tuple[str, ...]:
@@ -352,17 +351,6 @@ def _fetch_by_uuid(context: Any, instance_uuid: Any, joins: tuple[str, ...], **k
     if fetched is None:
         raise exception.InstanceNotFound(instance_id=instance_uuid)
     return fetched
-
-
-def _integer_id(instance_id: Any) -> int | None:
-    """``instance_id`` as an int (None when no 32-bit id can match); InvalidID if not a number."""
-    if isinstance(instance_id, int) and not isinstance(instance_id, bool):
-        number = instance_id
-    elif isinstance(instance_id, str) and instance_id.strip().lstrip("-").isdigit():
-        number = int(instance_id)
-    else:
-        raise exception.InvalidID(id=instance_id)
-    return number if INT32[0] <= number <= INT32[1] else None
 
 
 # -- values ----------------------------------------------------------------------------------
@@ -647,7 +635,7 @@ _INSERT_MAPPING = sa.insert(InstanceIdMapping.__table__)
 def instance_get(context: Any, instance_id: int, columns_to_join: list[str] | None = None) -> Any:
     """The instance with integer id ``instance_id``; InstanceNotFound if there is none."""
     joins = _joins(columns_to_join)
-    number = _integer_id(instance_id)
+    number = integer_id(instance_id)
     fetched = None if number is None else _fetch(context, "id", number, joins)
     if fetched is None:
         raise exception.InstanceNotFound(instance_id=instance_id)
