@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from dblayer.core import InvalidQuery, live, soft_delete, soft_deleted, translate
@@ -158,6 +158,23 @@ def fetch_all(stmt: sa.Select[Any]) -> list[Any]:
     except sa_exc.SQLAlchemyError as e:
         raise translate(e) from e
     return settle_all(rows)
+
+
+def join_options(what: str, columns_to_join: Any, joins: Mapping[str, Any]) -> list[Any]:
+    """``selectinload`` options for the names in ``columns_to_join`` (None: none), each one a
+    key of ``joins`` (name -> relationship attribute); InvalidQuery naming the allowed ones."""
+    if columns_to_join is None:
+        return []
+    if isinstance(columns_to_join, str | bytes) or not isinstance(columns_to_join, Iterable):
+        raise InvalidQuery(f"columns_to_join must be a list of names, got {columns_to_join!r}")
+    names = list(columns_to_join)
+    unknown = [n for n in names if not isinstance(n, str) or n not in joins]
+    if unknown:
+        raise InvalidQuery(
+            f"{what} cannot join {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(sorted(joins))}"
+        )
+    return [selectinload(joins[name]) for name in dict.fromkeys(names)]
 
 
 # -- writing ---------------------------------------------------------------------------------

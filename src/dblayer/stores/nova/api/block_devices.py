@@ -7,15 +7,22 @@ destroys soft-delete and never complain about a missing row.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
-
-from sqlalchemy.orm import selectinload
 
 from dblayer.core import InvalidQuery
 
 from .. import models
-from ._base import USER, api, create, fetch_all, first, model_query, soft_delete_where, update
+from ._base import (
+    USER,
+    api,
+    create,
+    fetch_all,
+    first,
+    join_options,
+    model_query,
+    soft_delete_where,
+    update,
+)
 from ._checks import clean_values, key_value, require_instance
 from .block_device_format import is_swap, prepare
 
@@ -41,20 +48,8 @@ def _values(values: Any, legacy: bool, *, allow_updates: bool = False) -> dict[s
     return clean_values(BDM, prepare(values, legacy, allow_updates=allow_updates))
 
 
-def _join_options(columns_to_join: Iterable[str] | None) -> list[Any]:
-    """Loader options for ``columns_to_join`` (InvalidQuery for a name not in _JOINS)."""
-    if columns_to_join is None:
-        return []
-    if isinstance(columns_to_join, str) or not isinstance(columns_to_join, Iterable):
-        raise InvalidQuery(f"columns_to_join must be a list of names, got {columns_to_join!r}")
-    names = list(columns_to_join)
-    unknown = [name for name in names if name not in _JOINS]
-    if unknown:
-        raise InvalidQuery(
-            f"block device mappings cannot join {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(sorted(_JOINS))}"
-        )
-    return [selectinload(_JOINS[name]) for name in names]
+def _join_options(columns_to_join: Any) -> list[Any]:
+    return join_options("block device mappings", columns_to_join, _JOINS)
 
 
 @api(USER)

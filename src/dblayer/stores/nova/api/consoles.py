@@ -9,17 +9,16 @@ transient: ``console_delete`` removes the row (a HARD delete).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
-from dblayer.core import DuplicateEntry, ForeignKeyViolation, InvalidQuery
+from dblayer.core import DuplicateEntry, ForeignKeyViolation
 
 from .. import exception
 from ..models import Console, ConsolePool
-from ._base import api, create, execute, fetch_all, first, model_query
+from ._base import api, create, execute, fetch_all, first, join_options, model_query
 from ._checks import clean_values, key_value, require_instance, require_keys
 
 __all__ = [
@@ -152,20 +151,8 @@ def console_get_all_by_instance(
     return fetch_all(stmt.options(*_join_options(columns_to_join)).order_by(Console.id))
 
 
-def _join_options(columns_to_join: Iterable[str] | None) -> list[Any]:
-    """Loader options for ``columns_to_join`` (InvalidQuery for a name not allowed)."""
-    if not columns_to_join:
-        return []
-    if isinstance(columns_to_join, str) or not isinstance(columns_to_join, Iterable):
-        raise InvalidQuery(f"columns_to_join must be a list of names, got {columns_to_join!r}")
-    names = list(columns_to_join)
-    unknown = [name for name in names if name not in _CONSOLE_JOINS]
-    if unknown:
-        raise InvalidQuery(
-            f"consoles cannot join {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(sorted(_CONSOLE_JOINS))}"
-        )
-    return [selectinload(_CONSOLE_JOINS[name]) for name in names]
+def _join_options(columns_to_join: Any) -> list[Any]:
+    return join_options("consoles", columns_to_join, _CONSOLE_JOINS)
 
 
 @api()

@@ -61,6 +61,7 @@ from ._base import (
     execute,
     fetch_all,
     first,
+    join_options,
     model_query,
     parse_datetime,
     require_uuid,
@@ -134,18 +135,7 @@ def _values(function: str, values: Any) -> dict[str, Any]:
 
 
 def _join_options(columns_to_join: Any) -> list[Any]:
-    if columns_to_join is None:
-        return []
-    if isinstance(columns_to_join, str | bytes) or not isinstance(columns_to_join, Iterable):
-        raise InvalidQuery(f"columns_to_join must be a list of names, got {columns_to_join!r}")
-    names = list(columns_to_join)
-    unknown = [n for n in names if not isinstance(n, str) or n not in _JOINS]
-    if unknown:
-        raise InvalidQuery(
-            f"fixed IPs cannot join {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(sorted(_JOINS))}"
-        )
-    return [selectinload(_JOINS[name]) for name in names]
+    return join_options("fixed IPs", columns_to_join, _JOINS)
 
 
 def _authorize(context: Any, fixed_ip: Any) -> None:
