@@ -27,6 +27,13 @@ from . import (
     jobman_claim_jobs,
     jobman_query_jobs,
     jobman_save_jobs,
+    nova_compute_node_statistics,
+    nova_fixed_ip_associate_pool,
+    nova_instance_create,
+    nova_instance_get,
+    nova_instance_list,
+    nova_quota_reserve,
+    nova_service_get_by_compute_host,
     point_get,
 )
 from .runner import (
@@ -51,6 +58,13 @@ CASES: dict[str, Callable[[Context], None]] = {
     "jobman_query_jobs": jobman_query_jobs.run,
     "blitz_queue": blitz_queue.run,
     "blitz_add_many": blitz_add_many.run,
+    "nova_instance_create": nova_instance_create.run,
+    "nova_instance_get": nova_instance_get.run,
+    "nova_instance_list": nova_instance_list.run,
+    "nova_fixed_ip_associate_pool": nova_fixed_ip_associate_pool.run,
+    "nova_service_get_by_compute_host": nova_service_get_by_compute_host.run,
+    "nova_compute_node_statistics": nova_compute_node_statistics.run,
+    "nova_quota_reserve": nova_quota_reserve.run,
 }
 
 

@@ -8,4 +8,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e '.[all,dev]'
-exec .venv/bin/python -m pytest "$@"
+# Two workers: the machines have 2 cores; each worker has its own test databases.
+exec .venv/bin/python -m pytest -n 2 "$@"

@@ -381,3 +381,28 @@ def test_invalid_arguments_are_invalid_query_and_change_nothing(tables, call):
     with pytest.raises(InvalidQuery):
         call(db)
     assert everything(db) == before
+
+
+def test_archived_ids_are_never_handed_out_again(db: Database) -> None:
+    # SQLite without AUTOINCREMENT gives the highest id again once its row moved away:
+    # archiving the next row with that id would then collide in the shadow table.
+    metadata = new_metadata()
+    table = sa.Table(
+        "core_id_reuse",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("deleted", sa.Integer, default=0),
+        sa.Column("deleted_at", sa.DateTime),
+    )
+    create_shadow_tables(metadata)
+    db.drop_all(metadata)
+    db.create_all(metadata)
+    try:
+        for _ in range(2):
+            with db.transaction() as conn:
+                new_id = conn.execute(sa.insert(table).values(deleted=0)).inserted_primary_key[0]
+                conn.execute(sa.update(table).where(table.c.id == new_id).values(deleted=new_id))
+            assert archive_deleted_rows(db, metadata) == {"core_id_reuse": 1}
+        assert ids(db, metadata.tables["shadow_core_id_reuse"]) == [1, 2]
+    finally:
+        db.drop_all(metadata)

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from dblayer.core import DatabaseError, InvalidQuery, PreparedQuery
+from dblayer.core.prepared import PreparedWrite
 from tests.core import schema
 
 items = schema.items
@@ -80,3 +81,26 @@ def test_driver_errors_are_translated(db):
     query = PreparedQuery(sa.select(missing.c.id))
     with pytest.raises(DatabaseError), db.transaction(readonly=True) as conn:
         query.all(conn)
+
+
+def test_prepared_write_updates_and_counts(filled):
+    write = PreparedWrite(
+        sa.update(items)
+        .where(items.c.id == sa.bindparam("key"))
+        .values(name=sa.bindparam("new_name", type_=items.c.name.type))
+    )
+    with filled.transaction() as conn:
+        assert write.run(conn, key=2, new_name="it's; 'x'") == 1
+        assert write.run(conn, key=-1, new_name="nobody") == 0
+        assert conn.scalar(sa.select(items.c.name).where(items.c.id == 2)) == "it's; 'x'"
+    with filled.transaction() as conn, pytest.raises(InvalidQuery, match="new_name"):
+        write.run(conn, key=2)
+
+
+def test_prepared_write_refuses_selects_returning_and_in_lists():
+    with pytest.raises(InvalidQuery):
+        PreparedWrite(sa.select(items))  # type: ignore[arg-type]
+    with pytest.raises(InvalidQuery):
+        PreparedWrite(sa.delete(items).returning(items.c.id))
+    with pytest.raises(InvalidQuery, match="IN"):
+        PreparedWrite(sa.delete(items).where(items.c.id.in_([1, 2])))

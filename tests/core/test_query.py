@@ -380,6 +380,15 @@ ERROR_CASES = [
     (where("score", ">=", None), ["'>=' with None", "use IS / IS NOT"]),
     (where("name", "LIKE", 5), ["'name'", "LIKE needs a string pattern, got int"]),
     (where("name", "NOT LIKE", None), ["NOT LIKE needs a string pattern, got NoneType"]),
+    (
+        where("score", "LIKE", "1%"),
+        ["'score'", "LIKE needs a text field, got a field of type Integer"],
+    ),
+    (
+        where("flag", "NOT LIKE", "t%"),
+        ["'flag'", "NOT LIKE needs a text field, got a field of type Boolean"],
+    ),
+    (where("id", "! LIKE", "%"), ["'id'", "NOT LIKE needs a text field"]),
     (where("score", "=", [1, 2]), ["'score'", "'=' takes one value, got a list", "use IN"]),
     (where("score", "!=", (1, 2)), ["'!=' takes one value, got a tuple", "use NOT IN"]),
     (where("score", ">", [1]), ["'>' takes one value, got a list"]),

@@ -8,7 +8,15 @@ import pytest
 import sqlalchemy as sa
 
 from dblayer.core import Database, InvalidQuery, PreparedQuery, select_query
-from dblayer.core.query import _PLANS, _PLANS_MAX, MAX_COUNT, _check_query, _plan_of, fetch_query
+from dblayer.core.query import (
+    _PLANS,
+    _PLANS_MAX,
+    _STRUCTURES,
+    MAX_COUNT,
+    _check_query,
+    _plan_of,
+    fetch_query,
+)
 from tests.core.query_schema import Item, items, metadata
 from tests.core.test_query import ERROR_CASES, ROWS
 
@@ -283,3 +291,82 @@ def test_the_plan_cache_stays_bounded():
     assert len(_PLANS) <= _PLANS_MAX
     latest = {"filters": [{"field": "id", "op": ">", "arg": 5}], "limit": _PLANS_MAX + 49}
     assert plan(items, latest) is plan(items, latest)
+
+
+def test_a_checked_spelling_still_checks_every_value(loaded, target):
+    # The second call of one spelling skips the field/operator checks, never the values'.
+    good = where("score", "<", 50, order_by={"field": "id", "direction": "desc"}, limit=2)
+    with loaded.transaction(readonly=True) as conn:
+        assert fetch_query(conn, target, good) == expected(conn, target, good)
+        for arg, fragment in ((None, "'<' with None"), ([1], "takes one value")):
+            bad = {**good, "filters": [{"field": "score", "op": "<", "arg": arg}]}
+            with pytest.raises(InvalidQuery, match=fragment):
+                fetch_query(conn, target, bad)
+        for count in (-1, True, "2"):
+            with pytest.raises(InvalidQuery, match="limit must be"):
+                fetch_query(conn, target, {**good, "limit": count})
+            with pytest.raises(InvalidQuery, match="offset must be"):
+                fetch_query(conn, target, {**good, "offset": count})
+        assert fetch_query(conn, target, good) == expected(conn, target, good)
+
+
+def test_spellings_of_one_query_agree(loaded, target):
+    spellings = [
+        {"filters": [{"field": "name", "arg": "apple"}], "order_by": "score"},
+        {"filters": [{"field": "name", "op": "=", "arg": "apple"}], "order_by": ["score"]},
+        {
+            "filters": [{"field": "name", "op": "==", "arg": "apple"}],
+            "order_by": {"field": "score"},
+        },
+        {
+            "filters": [{"op": " = ", "field": "name", "arg": "apple"}],
+            "order_by": [{"direction": "asc", "field": "score"}],
+        },
+    ]
+    with loaded.transaction(readonly=True) as conn:
+        want = expected(conn, target, spellings[0])
+        for query in spellings:
+            assert fetch_query(conn, target, query) == want
+
+
+def test_allowed_fields_of_any_kind_are_honoured(loaded, target):
+    query = where("name", "=", "apple")
+    with loaded.transaction(readonly=True) as conn:
+        want = expected(conn, target, query)
+        for allowed in (["name"], {"name"}, frozenset({"name"}), ("name", "id")):
+            assert fetch_query(conn, target, query, allowed_fields=allowed) == want
+        for allowed in (["id"], {"id"}, frozenset({"id"}), ("id",)):
+            with pytest.raises(InvalidQuery, match="unknown field 'name'; allowed: id"):
+                fetch_query(conn, target, query, allowed_fields=allowed)
+
+
+def test_hostile_keys_and_types_are_checked_in_full(loaded, target):
+    class Sneaky(str):
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        __hash__ = str.__hash__
+
+    with loaded.transaction(readonly=True) as conn:
+        fetch_query(conn, target, where("name", "=", "x"))
+        for query in (
+            where(Sneaky("name; DROP"), "=", "x"),
+            where("name", Sneaky("= 1 OR 1"), "x"),
+            {"filters": [{"field": "name", "op": "=", "arg": "x", "extra": 1}]},
+            {"filters": [{"field": "name", "arg": "x"}], "order_by": {"field": "id", "x": 1}},
+            {"filters": [], "order_by": [{"field": "id", "direction": Sneaky("DESC; --")}]},
+            {"filters": [], "where": "1=1"},
+        ):
+            with pytest.raises(InvalidQuery):
+                fetch_query(conn, target, query)
+
+
+def test_the_structure_cache_stays_bounded(loaded):
+    with loaded.transaction(readonly=True) as conn:
+        for i in range(_PLANS_MAX + 20):
+            query = where(
+                "score", ">", 0, order_by=[{"field": "id", "direction": " asc" + " " * i}]
+            )
+            fetch_query(conn, items, query)
+    assert len(_STRUCTURES) <= _PLANS_MAX
+    assert len(_PLANS) <= _PLANS_MAX

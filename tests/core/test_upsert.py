@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import sqlalchemy as sa
 
 from dblayer.core import (
+    JSON,
     ConflictError,
     DuplicateEntry,
     InvalidQuery,
     InvalidValue,
     insert_ignore,
     insert_many,
+    new_metadata,
     upsert,
 )
+from dblayer.core.upsert import insert_many_ids
 from tests.core import claims_schema as cs
+
+upsert_module = sys.modules["dblayer.core.upsert"]
 
 things = cs.things
 pairs = cs.pairs
@@ -411,3 +418,165 @@ def test_insert_ignore_bad_key_is_rejected(seeded, key):
     with pytest.raises(InvalidQuery):
         run(db, insert_ignore, things, [], key=key)
     assert state(db) == SEED
+
+
+# -- insert_many_ids ------------------------------------------------------------------------
+
+numbered_metadata = new_metadata()
+numbered = sa.Table(
+    "cl_numbered",
+    numbered_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(50), nullable=False, unique=True),
+    sa.Column("score", sa.Integer),
+    sa.Column("tags", JSON()),
+)
+defaulted = sa.Table(
+    "cl_numbered_defaulted",
+    numbered_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(50)),
+    sa.Column("score", sa.Integer, default=7),
+)
+
+
+@pytest.fixture
+def numbered_db(db, tables_of):
+    tables_of(db, numbered_metadata)
+    return db
+
+
+def stored(db, table=numbered) -> dict:
+    with db.transaction(readonly=True) as conn:
+        return {r.id: r for r in conn.execute(sa.select(table))}
+
+
+@pytest.mark.parametrize("count", [1, 2, 300])
+def test_insert_many_ids_returns_new_keys_in_input_order(numbered_db, count):
+    db = numbered_db
+    names = [f"n{(i * 7919) % 1000:04d}" for i in range(count)]  # not in key order
+    rows = [{"name": n, "score": i, "tags": {"i": i}} for i, n in enumerate(names)]
+    ids = run(db, insert_many_ids, numbered, rows)
+    assert len(ids) == count and len(set(ids)) == count
+    rows_by_id = stored(db)
+    assert [rows_by_id[i].name for i in ids] == names
+    assert [rows_by_id[i].tags for i in ids] == [{"i": i} for i in range(count)]
+
+
+def test_insert_many_ids_continues_after_existing_rows(numbered_db):
+    db = numbered_db
+    first = run(db, insert_many_ids, numbered, [{"name": "a"}, {"name": "b"}])
+    second = run(db, insert_many_ids, numbered, [{"name": "c"}, {"name": "d"}, {"name": "e"}])
+    assert not set(first) & set(second)
+    assert {i: r.name for i, r in stored(db).items()} == dict(
+        zip(first + second, "abcde", strict=True)
+    )
+
+
+def test_insert_many_ids_with_value_sequences(numbered_db):
+    db = numbered_db
+    rows = [(5, "five"), [6, "six"], (7, "seven")]
+    ids = run(db, insert_many_ids, numbered, rows, columns=["score", "name"])
+    rows_by_id = stored(db)
+    assert [(rows_by_id[i].score, rows_by_id[i].name) for i in ids] == [
+        (5, "five"),
+        (6, "six"),
+        (7, "seven"),
+    ]
+
+
+def test_insert_many_ids_keeps_given_keys(numbered_db):
+    db = numbered_db
+    ids = run(db, insert_many_ids, numbered, [{"id": 40, "name": "x"}, {"id": 30, "name": "y"}])
+    assert ids == [40, 30]
+    mixed = [{"id": 50, "name": "m"}, {"id": None, "name": "n"}, {"name": "o"}]
+    more = run(db, insert_many_ids, numbered, mixed)
+    assert more[0] == 50 and len(set(more)) == 3
+    names = {i: r.name for i, r in stored(db).items()}
+    assert [names[i] for i in ids + more] == ["x", "y", "m", "n", "o"]
+
+
+def test_insert_many_ids_computes_python_defaults(numbered_db):
+    db = numbered_db
+    ids = run(db, insert_many_ids, defaulted, [{"name": "a"}, {"name": "b"}])
+    rows_by_id = stored(db, defaulted)
+    assert [(rows_by_id[i].name, rows_by_id[i].score) for i in ids] == [("a", 7), ("b", 7)]
+
+
+def test_insert_many_ids_in_an_orm_session(numbered_db):
+    db = numbered_db
+    with db.session() as session:
+        ids = insert_many_ids(session, numbered, [{"name": "s1"}, {"name": "s2"}])
+    assert [stored(db)[i].name for i in ids] == ["s1", "s2"]
+
+
+def test_insert_many_ids_with_no_rows(numbered_db):
+    db = numbered_db
+    assert run(db, insert_many_ids, numbered, []) == []
+    assert run(db, insert_many_ids, numbered, [], columns=["name"]) == []
+    assert stored(db) == {}
+
+
+def test_insert_many_ids_duplicate_raises_and_keeps_nothing(numbered_db):
+    db = numbered_db
+    with pytest.raises(DuplicateEntry):
+        run(db, insert_many_ids, numbered, [{"name": "d"}, {"name": "e"}, {"name": "d"}])
+    assert stored(db) == {}
+
+
+@pytest.mark.parametrize(
+    ("rows", "kwargs"),
+    [
+        ([{"name": "a", "nope": 1}], {}),
+        ([("a",)], {"columns": ["nope"]}),
+        ([("a", 1)], {"columns": ["name"]}),
+        (["ab"], {"columns": ["name"]}),
+        ([{"name": "a"}], {"columns": ["name"]}),
+        ([("a", "b")], {"columns": ["name", "name"]}),
+        ([("a",)], {"columns": "name"}),
+        ("name", {}),
+    ],
+)
+def test_insert_many_ids_bad_rows_are_rejected_before_anything_is_written(
+    numbered_db, rows, kwargs
+):
+    db = numbered_db
+    with pytest.raises(InvalidQuery):
+        run(db, insert_many_ids, numbered, rows, **kwargs)
+    assert stored(db) == {}
+
+
+def test_insert_many_ids_needs_a_one_column_key(empty):
+    with pytest.raises(InvalidQuery, match="one-column primary key"):
+        run(empty, insert_many_ids, pairs, [{"a": 1, "b": "x"}])
+
+
+def test_insert_many_ids_numbers_rows_that_give_only_a_none_key(numbered_db):
+    db = numbered_db
+    ids = run(db, insert_many_ids, defaulted, [(None,), (None,)], columns=["id"])
+    assert len(set(ids)) == 2 and None not in ids
+    assert sorted(stored(db, defaulted)) == sorted(ids)
+
+
+def test_insert_many_ids_over_several_statements(numbered_db, monkeypatch):
+    # MariaDB splits a batch into multi-row INSERTs by size; each numbers its own rows.
+    monkeypatch.setattr(upsert_module, "_MAX_STATEMENT", 300)
+    db = numbered_db
+    names = [f"row-{i:03d}" for i in range(60)]
+    ids = run(
+        db,
+        insert_many_ids,
+        numbered,
+        [(n, i) for i, n in enumerate(names)],
+        columns=["name", "score"],
+    )
+    rows_by_id = stored(db)
+    assert [(rows_by_id[i].name, rows_by_id[i].score) for i in ids] == [
+        (n, i) for i, n in enumerate(names)
+    ]
+
+
+def test_insert_many_ids_with_percent_in_names(numbered_db):
+    db = numbered_db
+    ids = run(db, insert_many_ids, numbered, [("50%",), ("%s",), ("%(x)s",)], columns=["name"])
+    assert [stored(db)[i].name for i in ids] == ["50%", "%s", "%(x)s"]

@@ -1,65 +1,84 @@
-"""The ``dblayer`` command for operators."""
+"""The ``dblayer`` command for operators (Typer and Rich).
+
+Every command takes ``--url`` (default ``$DBLAYER_URL``, then ./dblayer.db) and ``--json``.
+A failure is one line on stderr and a non-zero exit status; no password is ever printed.
+"""
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
+import re
 import sys
 from collections.abc import Sequence
+from urllib.parse import unquote
 
-from dblayer.core import Database, DBLayerError
+import typer
+from typer.exceptions import TyperException
 
-DEFAULT_CLI_URL = "sqlite:///dblayer.db"
+from dblayer.core.errors import DBLayerError, mask_secret
 
+from .archive import archive, purge
+from .common import ENV_VAR, CLIError
+from .demo import demo
+from .info import info
 
-def _database(url: str | None) -> Database:
-    return Database(url or os.environ.get("DBLAYER_URL") or DEFAULT_CLI_URL)
+app = typer.Typer(
+    name="dblayer",
+    help="Operate dblayer databases.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(info)
+app.command()(archive)
+app.command()(purge)
+app.command()(demo)
 
-
-def cmd_info(args: argparse.Namespace) -> int:
-    """Print the URL (password masked), the backend, its version and the tables found."""
-    db = _database(args.url)
-    try:
-        facts = db.facts
-        info = {
-            "url": db.url,
-            "backend": "mariadb" if facts.is_mariadb else facts.backend,
-            "driver": facts.driver,
-            "server_version": db.server_version(),
-            "tables": db.table_names(),
-        }
-    finally:
-        db.dispose()
-    if args.json:
-        print(json.dumps(info))
-    else:
-        print(f"url:      {info['url']}")
-        print(f"backend:  {info['backend']} {info['server_version']} ({info['driver']})")
-        tables = info["tables"]
-        print(f"tables:   {len(tables)}" + (f" ({', '.join(tables)})" if tables else ""))
-    return 0
+_PASSWORD = re.compile(r"^[A-Za-z0-9+._-]*://[^:/@\s]*:([^@\s]*)@")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``dblayer`` command."""
-    parser = argparse.ArgumentParser(prog="dblayer", description="Operate dblayer databases.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    info = sub.add_parser("info", help="show the database, its backend and its tables")
-    info.add_argument("--url", help="database URL (default: $DBLAYER_URL, then ./dblayer.db)")
-    info.add_argument("--json", action="store_true", help="machine-readable output")
-    info.set_defaults(func=cmd_info)
-    return parser
+def _secrets(argv: Sequence[str]) -> list[str]:
+    """Passwords of any URL on the command line or in $DBLAYER_URL (masked in errors)."""
+    candidates = [*argv, os.environ.get(ENV_VAR, "")]
+    for arg in argv:
+        if "=" in arg:
+            candidates.append(arg.split("=", 1)[1])
+    found = []
+    for text in candidates:
+        m = _PASSWORD.match(text)
+        if m and m.group(1):
+            found += [m.group(1), unquote(m.group(1))]  # as typed, and %-decoded
+    return found
+
+
+def _fail(message: str, argv: Sequence[str], status: int = 1) -> int:
+    line = " ".join(mask_secret(str(message), *_secrets(argv)).split())
+    sys.stderr.write(f"dblayer: error: {line}\n")
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dblayer`` console script."""
-    args = build_parser().parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        return args.func(args)
+        result = app(args=args, prog_name="dblayer", standalone_mode=False)
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        return _fail("aborted", args, 130)
+    except TyperException as e:  # a usage error: bad option, missing value, ...
+        message = e.format_message()
+        # No command at all: the help was shown, nothing to add.
+        return _fail(message, args, e.exit_code) if message else e.exit_code
+    except CLIError as e:
+        return _fail(str(e), args)
+    except KeyboardInterrupt:
+        return _fail("interrupted", args, 130)
     except DBLayerError as e:
-        print(f"dblayer: error: {e}", file=sys.stderr)
-        return 1
+        return _fail(str(e) or type(e).__name__, args)
+    except Exception as e:  # noqa: BLE001 - one line, never a traceback
+        return _fail(f"{type(e).__name__}: {e}", args)
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

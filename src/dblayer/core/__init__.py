@@ -34,11 +34,11 @@ from .models import (
     soft_deleted,
 )
 from .pagination import InvalidSortKey, SortKey, paginate, sort_keys
-from .prepared import PreparedQuery
+from .prepared import PreparedQuery, PreparedWrite
 from .query import compile_query, equality, fetch_query, select_query, where_query
 from .row_objects import RowObjects
 from .types import JSON, UUID, ExactString, UTCDateTime, utcnow
-from .upsert import insert_ignore, insert_many, upsert
+from .upsert import insert_ignore, insert_many, insert_many_ids, upsert
 
 __all__ = [
     "ABSENT",
@@ -66,6 +66,7 @@ __all__ = [
     "MarkerNotFound",
     "NotFound",
     "PreparedQuery",
+    "PreparedWrite",
     "RetryPolicy",
     "RowObjects",
     "SoftDeleteMixin",
@@ -87,6 +88,7 @@ __all__ = [
     "fetch_query",
     "insert_ignore",
     "insert_many",
+    "insert_many_ids",
     "kv_table",
     "live",
     "new_metadata",

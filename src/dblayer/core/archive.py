@@ -49,6 +49,20 @@ def is_shadow(table: Table, prefix: str = SHADOW_PREFIX) -> bool:
     return table.name.startswith(prefix)
 
 
+def _never_reuse_ids(table: Table) -> None:
+    """Make SQLite never hand out an id again (AUTOINCREMENT): without it, SQLite reuses the
+    highest id once its row moved to the shadow table, and archiving the new row would then
+    collide with the archived one. Servers' auto-increment counters never go back."""
+    columns = list(table.primary_key.columns)
+    if (
+        len(columns) == 1
+        and type(columns[0].type) is sa.Integer
+        and columns[0].autoincrement in (True, "auto")
+        and not columns[0].foreign_keys
+    ):
+        table.dialect_kwargs["sqlite_autoincrement"] = True
+
+
 def create_shadow_tables(metadata: MetaData, *, prefix: str = SHADOW_PREFIX) -> dict[str, Table]:
     """Add a shadow twin to ``metadata`` for every table that has none; return name -> shadow."""
     _check_prefix(prefix)
@@ -56,6 +70,7 @@ def create_shadow_tables(metadata: MetaData, *, prefix: str = SHADOW_PREFIX) -> 
     for table in list(metadata.sorted_tables):
         if is_shadow(table, prefix):
             continue
+        _never_reuse_ids(table)
         name = prefix + table.name
         if name in metadata.tables:
             shadows[table.name] = metadata.tables[name]

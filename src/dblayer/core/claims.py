@@ -85,11 +85,22 @@ def _update(
     facts: DialectFacts,
 ) -> list[dict[str, Any]]:
     """Set ``values`` on the rows ``ids`` (already locked) and return them after the update."""
-    stmt = sa.update(table).where(pk.in_(ids)).values(values)
+    # One expanding parameter, not a literal per id: the statement's cache key stays the
+    # same from batch to batch, and no id is coerced into a clause of its own.
+    in_ids = pk.in_(sa.bindparam("dblayer_claim_ids", expanding=True))
+    stmt = sa.update(table).where(in_ids).values(values)
+    params = {"dblayer_claim_ids": ids}
     if facts.update_returning:
-        return [dict(row) for row in conn.execute(stmt.returning(*table.c)).mappings()]
-    conn.execute(stmt)
-    return [dict(row) for row in conn.execute(sa.select(table).where(pk.in_(ids))).mappings()]
+        return _dicts(conn.execute(stmt.returning(*table.c), params))
+    conn.execute(stmt, params)
+    return _dicts(conn.execute(sa.select(table).where(in_ids), params))
+
+
+def _dicts(result: sa.CursorResult[Any]) -> list[dict[str, Any]]:
+    """The rows of ``result`` as dicts (zipping plain rows with the keys: a claim returns
+    whole batches, and a RowMapping per row costs several times as much)."""
+    keys = tuple(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result.all()]
 
 
 def _claim(
@@ -106,7 +117,7 @@ def _claim(
     if facts.supports_skip_locked:
         candidates = candidates.with_for_update(skip_locked=True)
     try:
-        ids = list(conn.execute(candidates).scalars())
+        ids = list(conn.execute(candidates).scalars().all())
         rows: dict[Any, dict[str, Any]] = {}
         for chunk in _chunks(ids):
             rows.update(

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, MetaData, Table
 
 from .database import Database
 from .errors import CompareAndSetFailed, InvalidValue
+from .prepared import PreparedQuery, PreparedWrite
 from .types import JSON, ExactString, UTCDateTime, json_dumps, utcnow
 from .upsert import insert_ignore, upsert
 
@@ -44,8 +45,17 @@ class KeyValueStore:
         self.db = db
         self.table = table
         self._get = sa.select(table.c.value).where(table.c.key == sa.bindparam("k"))
-        self._lock = self._get.with_for_update()
-        self._update = sa.update(table).where(table.c.key == sa.bindparam("k"))
+        # compare_and_set's two statements run on the driver cursor (compiled once per
+        # dialect): SQLAlchemy's per-statement work would cost more than the SQL on SQLite.
+        self._lock = PreparedQuery(self._get.with_for_update())
+        self._update = PreparedWrite(
+            sa.update(table)
+            .where(table.c.key == sa.bindparam("k"))
+            .values(
+                value=sa.bindparam("new_value", type_=table.c.value.type),
+                updated_at=sa.bindparam("now", type_=table.c.updated_at.type),
+            )
+        )
 
     def _check_key(self, key: Any) -> str:
         if not isinstance(key, str) or not key:
@@ -106,10 +116,10 @@ class KeyValueStore:
         if wanted is ABSENT:
             row = {"key": key, "value": new, "created_at": now, "updated_at": now}
             return insert_ignore(conn, self.table, row) == 1
-        row = conn.execute(self._lock, {"k": key}).first()
-        if row is None or canonical_json(row[0]) != wanted:
+        row = self._lock.first(conn, k=key)
+        if row is None or canonical_json(row["value"]) != wanted:
             return False
-        conn.execute(self._update, {"k": key, "value": new, "updated_at": now})
+        self._update.run(conn, k=key, new_value=new, now=now)
         return True
 
 

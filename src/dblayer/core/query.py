@@ -13,8 +13,10 @@ None listed also matches NULL rows; an empty ``IN`` matches nothing and an empty
 every backend. ``IS`` takes None, or True/False on a Boolean field.
 
 ``fetch_query(conn, target, query)`` returns the rows ``select_query`` selects, as dicts,
-through a PreparedQuery cached per query shape: the same checks run on every call,
-but the clauses are built and compiled once per shape.
+through a PreparedQuery cached per query shape: the clauses are built and compiled once
+per shape. For a plain query (dicts, lists and exact ``str``s) the checks of its fields,
+operators and directions are also remembered per spelling; its values, limit and offset
+are checked on every call.
 """
 
 from __future__ import annotations
@@ -110,7 +112,11 @@ def _not_in(col: Any, arg: tuple[tuple[Any, ...], bool], bind: Bind) -> ColumnEl
     return sa.or_(col.not_in([bind(col, v) for v in non_null]), col.is_(None))
 
 
-def _like_pattern(op: str, arg: Any) -> str:
+def _like_pattern(op: str, col: Any, arg: Any) -> str:
+    if not _has_type(col, sa.String):
+        # PostgreSQL has no LIKE for numbers, dates or JSON; the others would compare text.
+        kind = type(getattr(col, "type", None)).__name__
+        raise InvalidQuery(f"{op} needs a text field, got a field of type {kind}")
     if not isinstance(arg, str):
         raise InvalidQuery(f"{op} needs a string pattern, got {type(arg).__name__}")
     trailing = len(arg) - len(arg.rstrip(LIKE_ESCAPE))
@@ -237,8 +243,8 @@ OPERATORS: dict[str, Operator] = {
     ">=": _ordered(">=", lambda c, a: c >= a),
     "IN": _IN,
     "NOT IN": _NOT_IN,
-    "LIKE": Operator(lambda _c, a: _like_pattern("LIKE", a), _like, _one, _same),
-    "NOT LIKE": Operator(lambda _c, a: _like_pattern("NOT LIKE", a), _not_like, _one, _same),
+    "LIKE": Operator(lambda c, a: _like_pattern("LIKE", c, a), _like, _one, _same),
+    "NOT LIKE": Operator(lambda c, a: _like_pattern("NOT LIKE", c, a), _not_like, _one, _same),
     "IS": Operator(lambda c, a: _is_arg("IS", c, a), _is, _none, _itself),
     "IS NOT": Operator(lambda c, a: _is_arg("IS NOT", c, a), _is_not, _none, _itself),
     "BETWEEN": Operator(_check_between, _between, _itself, _same),
@@ -546,12 +552,152 @@ def _plan_of(target: Any, checked: _Checked) -> PreparedQuery:
     key = _shape(target, checked)
     plan = _PLANS.get(key)
     if plan is None:
-        plan = _build_plan(target, checked)
-        with _PLANS_LOCK:
-            if len(_PLANS) >= _PLANS_MAX:
-                del _PLANS[next(iter(_PLANS))]
-            plan = _PLANS.setdefault(key, plan)
+        plan = _store_plan(key, _build_plan(target, checked))
     return plan
+
+
+def _store_plan(key: Hashable, plan: PreparedQuery) -> PreparedQuery:
+    """Memoise ``plan`` under ``key`` (the oldest entry goes when full); the one kept."""
+    with _PLANS_LOCK:
+        if len(_PLANS) >= _PLANS_MAX:
+            del _PLANS[next(iter(_PLANS))]
+        return _PLANS.setdefault(key, plan)
+
+
+class _Structure:
+    """What a query's field, operator and direction strings checked to, cached by
+    ``_structure_key``: the values still get checked on every call. Hashed by identity
+    (it keys its own plans in _PLANS)."""
+
+    __slots__ = ("filters", "order_by")
+
+    def __init__(
+        self, filters: tuple[tuple[str, Any, str, Operator], ...], order_by: tuple[_Order, ...]
+    ) -> None:
+        self.filters = filters  # field, column, op, its Operator
+        self.order_by = order_by
+
+
+# fetch_query's memo of checked structures: _structure_key -> _Structure. Bounded like _PLANS.
+_STRUCTURES: dict[Hashable, _Structure] = {}
+_QUERY_KEY_SET = frozenset(QUERY_KEYS)
+
+
+def _structure_key(
+    target: Any, query: Any, allowed_fields: Any
+) -> tuple[Hashable, list[Any]] | None:
+    """The strings of a plain query (dicts, lists and ``str``s only) that decide its checks,
+    with the filters' arguments in order; None for anything else (the full check decides).
+
+    Only exact ``str``s go into the key, so two queries with equal keys pass or fail the
+    checks of fields, operators and directions alike.
+    """
+    if type(query) is not dict or not query.keys() <= _QUERY_KEY_SET:
+        return None
+    filters = query.get("filters")
+    names: list[str] = []
+    args: list[Any] = []
+    if filters is not None:
+        if type(filters) is not list:
+            return None
+        for spec in filters:
+            if type(spec) is not dict or not spec.keys() <= _FILTER_KEYS:
+                return None
+            name = spec.get("field")
+            op = spec.get("op", "=")
+            if type(name) is not str or type(op) is not str:
+                return None
+            names.append(name)
+            names.append(op)
+            args.append(spec.get("arg"))
+    order_by = query.get("order_by")
+    order: list[str] = []
+    if order_by is not None:
+        specs = order_by if type(order_by) is list else (order_by,)
+        for spec in specs:
+            if type(spec) is str:
+                order.append(spec)
+                order.append("ASC")
+                continue
+            if type(spec) is not dict or not spec.keys() <= _ORDER_KEYS:
+                return None
+            name = spec.get("field")
+            direction = spec.get("direction", "ASC")
+            if type(name) is not str or type(direction) is not str:
+                return None
+            order.append(name)
+            order.append(direction)
+    return (target, allowed_fields, tuple(names), tuple(order)), args
+
+
+def _structure_of(
+    target: Any, query: Mapping[str, Any], allowed_fields: Any, key: Hashable
+) -> _Structure:
+    """The cached structure for ``key``; on a miss the full check runs (and may raise)."""
+    structure = _STRUCTURES.get(key)
+    if structure is None:
+        checked = _check_query(target, query, allowed_fields)
+        structure = _Structure(
+            tuple((f.field, f.column, f.op, OPERATORS[f.op]) for f in checked.filters),
+            tuple(checked.order_by),
+        )
+        with _PLANS_LOCK:
+            if len(_STRUCTURES) >= _PLANS_MAX:
+                del _STRUCTURES[next(iter(_STRUCTURES))]
+            _STRUCTURES[key] = structure
+    return structure
+
+
+_VALUE_NAMES: list[str] = []
+
+
+def _value_names(n: int) -> list[str]:
+    """``["v0", "v1", ...]``, at least ``n`` long: the names a cached plan binds values by."""
+    while len(_VALUE_NAMES) < n:
+        _VALUE_NAMES.append(f"v{len(_VALUE_NAMES)}")
+    return _VALUE_NAMES
+
+
+def _fetch_plain(
+    conn: Connection,
+    target: Any,
+    query: Mapping[str, Any],
+    allowed_fields: Any,
+    key: Hashable,
+    args: list[Any],
+) -> list[dict[str, Any]]:
+    """fetch_query for a plain query: structure checks cached, values checked per call."""
+    structure = _structure_of(target, query, allowed_fields, key)
+    checked_args = []
+    shapes = []
+    values: list[Any] = []
+    for (name, column, _op, operator), arg in zip(structure.filters, args, strict=True):
+        try:
+            arg = operator.check(column, arg)
+        except InvalidQuery as e:
+            raise InvalidQuery(f"filter on {name!r}: {e}") from None
+        checked_args.append(arg)
+        shapes.append(operator.shape(arg))
+        values.extend(operator.values(arg))
+    limit = _count("limit", query.get("limit"))
+    offset = _count("offset", query.get("offset"))
+    plan_key = (structure, tuple(shapes), limit, bool(offset))
+    plan = _PLANS.get(plan_key)
+    if plan is None:
+        checked = _Checked(
+            filters=[
+                _Filter(name, column, op, arg)
+                for (name, column, op, _o), arg in zip(structure.filters, checked_args, strict=True)
+            ],
+            order_by=list(structure.order_by),
+            limit=limit,
+            offset=offset,
+        )
+        plan = _store_plan(plan_key, _build_plan(target, checked))
+    params = dict(zip(_value_names(len(values)), values, strict=False))
+    if offset:
+        params["offset"] = offset
+    return plan.run_all(conn, params)
 
 
 def fetch_query(
@@ -562,9 +708,25 @@ def fetch_query(
     allowed_fields: Collection[str] | None = None,
     transform_arg: Callable[[str, str, Any], Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The rows ``select_query(target, query)`` selects, as dicts, via a plan cached per shape."""
+    """The rows ``select_query(target, query)`` selects, as dicts, via a plan cached per shape.
+
+    A plain query (dicts, lists and strings; no ``transform_arg``; ``allowed_fields`` None
+    or hashable) has its fields, operators and directions checked once per distinct
+    spelling; its values are checked on every call. Anything else is checked in full.
+    """
+    if transform_arg is None:
+        found = _structure_key(target, query, allowed_fields)
+        if found is not None:
+            key, args = found
+            if allowed_fields is not None:
+                try:
+                    hash(key)
+                except TypeError:  # allowed_fields given as a list or set: checked in full
+                    key = None
+            if key is not None:
+                return _fetch_plain(conn, target, query, allowed_fields, key, args)  # type: ignore[arg-type]
     checked = _check_query(target, query, allowed_fields, transform_arg)
-    return _plan_of(target, checked).all(conn, **_bound_values(checked))
+    return _plan_of(target, checked).run_all(conn, _bound_values(checked))
 
 
 def where_query(target: Any, query: Mapping[str, Any] | None, **kwargs: Any) -> list[Any]:

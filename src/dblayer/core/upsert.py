@@ -1,4 +1,5 @@
-"""Portable bulk writes: insert many, insert-or-update (upsert) and insert-if-absent.
+"""Portable bulk writes: insert many (optionally returning the new keys in order),
+insert-or-update (upsert) and insert-if-absent.
 
 Each uses the dialect's own statement (``ON CONFLICT`` on SQLite and PostgreSQL,
 ``ON DUPLICATE KEY UPDATE`` on MariaDB/MySQL) and a list of parameter dicts, so
@@ -21,7 +22,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .driver import bind_processor, cursor_execute
-from .errors import DuplicateEntry, InvalidQuery, translate
+from .errors import DatabaseError, DuplicateEntry, InvalidQuery, translate
 
 Rows = Sequence[Mapping[str, Any]] | Mapping[str, Any]
 
@@ -109,33 +110,275 @@ def insert_many(conn: Connection | Session, table: Table, rows: Rows) -> int:
         if plan is None:
             _execute(conn, stmt, run)
         else:
-            plan.send(conn, run)
+            plan.send(conn, plan.values(run), owned=True)
     return sum(len(run) for run in runs)
+
+
+def insert_many_ids(
+    conn: Connection | Session,
+    table: Table,
+    rows: Rows | Sequence[Sequence[Any]],
+    *,
+    columns: Sequence[str] | None = None,
+) -> list[Any]:
+    """INSERT the rows like insert_many and return their primary key values in input order.
+
+    ``rows`` are dicts, or, with ``columns``, sequences of values in that column order
+    (no dict per row). A key the row gives is kept; a missing or None key comes from
+    the backend: PostgreSQL's sequence is asked for them up front; SQLite numbers the
+    rows of one executemany consecutively (its write lock excludes other writers), read
+    back with last_insert_rowid(); MariaDB/MySQL (PyMySQL, innodb_autoinc_lock_mode 0
+    or 1) number each multi-row INSERT consecutively from its LAST_INSERT_ID();
+    elsewhere INSERT ... RETURNING in parameter order does it. The table needs a
+    one-column primary key.
+    """
+    key = _single_key(table)
+    ids: list[Any] = []
+    for keys, values in _value_runs(table, rows, columns):
+        ids.extend(_insert_run_ids(conn, table, key, keys, values))
+    return ids
+
+
+def _single_key(table: Table) -> sa.Column[Any]:
+    pk = list(table.primary_key.columns)
+    if len(pk) != 1:
+        names = [c.key for c in pk]
+        raise InvalidQuery(
+            f"insert_many_ids needs a one-column primary key; {table.name!r} has {names!r}"
+        )
+    return pk[0]
+
+
+def _value_runs(
+    table: Table, rows: Any, columns: Sequence[str] | None
+) -> list[tuple[tuple[str, ...], list[Sequence[Any]]]]:
+    """The rows as runs of (column names, value sequences), checked."""
+    if columns is None:
+        return [
+            (keys, [values(r) for r in run] if len(keys) > 1 else [(r[keys[0]],) for r in run])
+            for run in _runs(table, rows)
+            for keys in [tuple(run[0].keys())]
+            for values in [operator.itemgetter(*keys)]
+        ]
+    if isinstance(columns, str) or not isinstance(columns, Iterable):
+        raise InvalidQuery(f"columns must be a list of column names, got {columns!r}")
+    keys = tuple(columns)
+    _check_columns(table, keys, "columns")
+    if not keys or len(set(keys)) != len(keys):
+        raise InvalidQuery(f"columns must name each column once, got {list(keys)!r}")
+    if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Iterable):
+        raise InvalidQuery(f"rows must be a list of value sequences, got {type(rows).__name__}")
+    values = rows if isinstance(rows, list) else list(rows)
+    width = len(keys)
+    for row in values:
+        kind = type(row)
+        if (
+            kind is not tuple
+            and kind is not list
+            and (isinstance(row, (str, bytes, Mapping)) or not isinstance(row, Sequence))
+        ):
+            raise InvalidQuery(f"each row must be a sequence of values, got {kind.__name__}")
+        if len(row) != width:
+            raise InvalidQuery(
+                f"each row must have {width} values (for {list(keys)!r}), got {row!r}"
+            )
+    return [(keys, values)] if values else []
+
+
+def _insert_run_ids(
+    conn: Connection | Session,
+    table: Table,
+    key: sa.Column[Any],
+    keys: tuple[str, ...],
+    values: list[Sequence[Any]],
+) -> list[Any]:
+    """Insert one run of rows naming the same columns; return their keys in order."""
+    n = len(values)
+    if key.key in keys:
+        at = keys.index(key.key)
+        given = [row[at] for row in values]
+        if None not in given:
+            plan = _direct_insert_plan(conn, table, keys)
+            if plan is None:
+                _execute(
+                    conn, sa.insert(table), [dict(zip(keys, row, strict=True)) for row in values]
+                )
+            else:
+                plan.send(conn, plan.reorder(keys, values))
+            return given
+        # A None key means "number this row": send those rows without the key column.
+        rest = keys[:at] + keys[at + 1 :]
+        kept = [row for row, v in zip(values, given, strict=True) if v is not None]
+        if kept:
+            _insert_run_ids(conn, table, key, keys, kept)
+        unkeyed = [
+            (*row[:at], *row[at + 1 :]) for row, v in zip(values, given, strict=True) if v is None
+        ]
+        new = iter(_insert_run_ids(conn, table, key, rest, unkeyed))
+        return [next(new) if v is None else v for v in given]
+    if not keys:
+        stmt = sa.insert(table)  # every column from its default: one row at a time
+        return [_execute(conn, stmt, {}).inserted_primary_key[0] for _ in values]
+    plan = _direct_insert_plan(conn, table, keys)
+    if plan is None or n == 1:
+        return _insert_returning(conn, table, key, keys, values)
+    assert isinstance(conn, Connection)
+    name = conn.dialect.name
+    if name == "postgresql":
+        ids = _reserve_sequence_ids(conn, table, key, n)
+        if ids is None:
+            return _insert_returning(conn, table, key, keys, values)
+        full = _insert_plan(table, (key.key, *keys), conn.dialect)
+        rows = [(i, *row) for i, row in zip(ids, values, strict=True)]
+        full.send(conn, full.reorder((key.key, *keys), rows))
+        return ids
+    if name == "sqlite" and _is_rowid(key, conn.dialect):
+        plan.send(conn, plan.reorder(keys, values))
+        cursor = cursor_execute(conn, "SELECT last_insert_rowid()", ())
+        last = cursor.fetchone()[0]
+        cursor.close()
+        return list(range(last - n + 1, last + 1))
+    if name in ("mysql", "mariadb") and conn.dialect.driver == "pymysql":
+        step = _mysql_autoinc_step(conn)
+        if step:
+            return _mysql_insert_ids(conn, plan, plan.reorder(keys, values), step)
+    return _insert_returning(conn, table, key, keys, values)
+
+
+_MAX_STATEMENT = 1_000_000  # bytes per multi-row INSERT (PyMySQL's executemany uses 1,024,000)
+
+
+def _mysql_autoinc_step(conn: Connection) -> int | None:
+    """The step between consecutive AUTO_INCREMENT values of one multi-row INSERT, or None
+    where they need not be consecutive (innodb_autoinc_lock_mode 2 interleaves them)."""
+    cursor = cursor_execute(
+        conn, "SELECT @@innodb_autoinc_lock_mode, @@auto_increment_increment", ()
+    )
+    mode, step = cursor.fetchone()
+    cursor.close()
+    return int(step) if int(mode) < 2 else None
+
+
+def _mysql_insert_ids(conn: Connection, plan: _InsertPlan, args: list[Any], step: int) -> list[int]:
+    """Multi-row INSERTs (as PyMySQL's executemany writes them), each one's keys from its
+    LAST_INSERT_ID() (the first key; the rest follow by ``step``: lock mode 0 or 1)."""
+    args = plan.converted(args)
+    head, _, template = plan.sql.rpartition(" VALUES ")
+    cursor = conn.connection.dbapi_connection.cursor()
+    encoding = cursor.connection.encoding
+    prefix = f"{head % ()} VALUES ".encode(encoding)  # "%%" in a name back to "%"
+    ids: list[int] = []
+
+    def flush(sql: bytearray, count: int) -> None:
+        try:
+            cursor.execute(bytes(sql))
+        except Exception as e:
+            cursor.close()
+            dbapi_error = conn.dialect.loaded_dbapi.Error
+            if isinstance(e, dbapi_error):
+                wrapped = sa.exc.DBAPIError.instance(plan.sql, None, e, dbapi_error)
+                raise translate(wrapped) from e
+            raise
+        if cursor.rowcount != count or not cursor.lastrowid:
+            cursor.close()
+            raise DatabaseError(f"INSERT numbered {cursor.rowcount} of {count} rows")
+        first = cursor.lastrowid
+        ids.extend(range(first, first + count * step, step))
+
+    sql = bytearray(prefix)
+    count = 0
+    for row in args:
+        value = cursor.mogrify(template, row).encode(encoding)
+        if count and len(sql) + len(value) + 1 > _MAX_STATEMENT:
+            flush(sql, count)
+            sql = bytearray(prefix)
+            count = 0
+        if count:
+            sql += b","
+        sql += value
+        count += 1
+    if count:
+        flush(sql, count)
+    cursor.close()
+    return ids
+
+
+def _insert_returning(
+    conn: Connection | Session,
+    table: Table,
+    key: sa.Column[Any],
+    keys: tuple[str, ...],
+    values: list[Sequence[Any]],
+) -> list[Any]:
+    dicts = [dict(zip(keys, row, strict=True)) for row in values]
+    dialect = conn.get_bind().dialect if isinstance(conn, Session) else conn.dialect
+    if dialect.insert_executemany_returning_sort_by_parameter_order:
+        stmt = sa.insert(table).returning(key, sort_by_parameter_order=True)
+        return list(_execute(conn, stmt, dicts).scalars())
+    # No ordered RETURNING (MySQL): one statement per row, its key from the driver.
+    stmt = sa.insert(table)
+    return [_execute(conn, stmt, row).inserted_primary_key[0] for row in dicts]
+
+
+def _reserve_sequence_ids(
+    conn: Connection, table: Table, key: sa.Column[Any], count: int
+) -> list[Any] | None:
+    """``count`` new values from the key column's sequence (PostgreSQL), or None if it has none."""
+    quoted = conn.dialect.identifier_preparer.format_table(table)
+    sequence = conn.execute(sa.select(sa.func.pg_get_serial_sequence(quoted, key.name))).scalar()
+    if sequence is None:
+        return None
+    stmt = sa.select(sa.func.nextval(sequence)).select_from(sa.func.generate_series(1, count))
+    return sorted(conn.execute(stmt).scalars())
+
+
+def _is_rowid(key: sa.Column[Any], dialect: Any) -> bool:
+    """Whether a SQLite key column is the rowid (an INTEGER PRIMARY KEY)."""
+    with_rowid = key.table.kwargs.get("sqlite_with_rowid", True)
+    return with_rowid is not False and key.type.compile(dialect=dialect) == "INTEGER"
 
 
 @dataclass(frozen=True)
 class _InsertPlan:
-    """An INSERT compiled once for one table, set of columns and dialect."""
+    """An INSERT compiled once for one table, set of columns and dialect, positional."""
 
     sql: str
     keys: tuple[str, ...]
-    positional: bool
     convert: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, column type's bind)
 
-    def send(self, conn: Connection, rows: list[Mapping[str, Any]]) -> None:
-        """executemany on the driver, each value converted by its column type."""
+    def values(self, rows: list[Mapping[str, Any]]) -> list[Any]:
+        """The rows' values in the plan's column order."""
         values = operator.itemgetter(*self.keys)
         if len(self.keys) == 1:
-            args: list[Any] = [[values(r)] for r in rows]
-        else:
-            args = [list(values(r)) for r in rows]
-        for i, convert in self.convert:
-            for row in args:
-                if row[i] is not None:
-                    row[i] = convert(row[i])
-        if not self.positional:
-            args = [dict(zip(self.keys, row, strict=True)) for row in args]
-        cursor_execute(conn, self.sql, args, many=True).close()
+            return [[values(r)] for r in rows]
+        if self.convert:  # lists, converted in place by send (no second copy)
+            return [list(values(r)) for r in rows]
+        return [values(r) for r in rows]
+
+    def reorder(self, keys: tuple[str, ...], rows: list[Sequence[Any]]) -> list[Any]:
+        """Rows of values in ``keys`` order, put in the plan's column order."""
+        if keys == self.keys:
+            return rows
+        pick = operator.itemgetter(*[keys.index(k) for k in self.keys])
+        if len(self.keys) == 1:
+            return [(pick(r),) for r in rows]
+        return [pick(r) for r in rows]
+
+    def converted(self, args: list[Any], *, owned: bool = False) -> list[Any]:
+        """Rows of values with each value converted by its column type (in place if
+        ``owned``: the rows are lists made for this call)."""
+        if self.convert:
+            if not owned:
+                args = [list(row) for row in args]
+            for i, convert in self.convert:
+                for row in args:
+                    if row[i] is not None:
+                        row[i] = convert(row[i])
+        return args
+
+    def send(self, conn: Connection, args: list[Any], *, owned: bool = False) -> None:
+        """executemany of value sequences on the driver, each value converted by its type."""
+        cursor_execute(conn, self.sql, self.converted(args, owned=owned), many=True).close()
 
 
 def _direct_insert_plan(
@@ -152,16 +395,30 @@ def _direct_insert_plan(
 
 @functools.lru_cache(maxsize=256)
 def _insert_plan(table: Table, keys: tuple[str, ...], dialect: Any) -> _InsertPlan:
-    compiled = sa.insert(table).compile(dialect=dialect, column_keys=list(keys))
-    order = tuple(compiled.positiontup) if compiled.positional else keys
+    compiled = sa.insert(table).compile(
+        dialect=_positional(dialect), column_keys=list(keys), for_executemany=True
+    )
+    order = tuple(compiled.positiontup)
     return _InsertPlan(
         sql=compiled.string,
         keys=order,
-        positional=compiled.positional,
         convert=tuple(
             (i, f) for i, k in enumerate(order) if (f := bind_processor(table.c[k].type, dialect))
         ),
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _positional(dialect: Any) -> Any:
+    """``dialect`` or, if its paramstyle is named, a twin compiling ``%s`` placeholders
+    (psycopg and PyMySQL take both): the driver then gets a tuple per row, not a dict."""
+    if dialect.positional:
+        return dialect
+    twin = type(dialect)(paramstyle="format")
+    twin.server_version_info = dialect.server_version_info
+    if hasattr(dialect, "is_mariadb"):
+        twin.is_mariadb = dialect.is_mariadb
+    return twin
 
 
 def _dialect_name(conn: Connection | Session) -> str:

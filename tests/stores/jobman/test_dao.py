@@ -125,6 +125,33 @@ def test_ensure_tables_keeps_existing_tables_and_rows(fresh_dao, backend, tmp_pa
     assert again.get_job("k")["key"] == dao.get_job("k")["key"] == "k"
 
 
+def test_job_tables_index_status_and_an_existing_table_gains_the_index(fresh_dao):
+    dao = fresh_dao(WorkerSqliteDAO, table_prefix="jmt_ix_")
+
+    def status_indexes():
+        indexes = sa.inspect(dao.db.engine).get_indexes("jmt_ix_job")
+        return [i["name"] for i in indexes if i["column_names"] == ["status"]]
+
+    assert status_indexes() == ["ix_jmt_ix_job_status"]
+    assert not sa.inspect(dao.db.engine).get_indexes("jmt_ix_kvp")
+    index = dao.orms["job"].table.indexes.pop()
+    dao.db.run(lambda conn: index.drop(conn))
+    assert status_indexes() == []
+    dao.orms["job"].table.indexes.add(index)
+    dao.create_job({"key": "k", "status": "PENDING"})
+    dao.initialize()  # the table exists: only the index is created
+    assert status_indexes() == ["ix_jmt_ix_job_status"]
+    assert dao.get_jobs_for_status("PENDING")[0]["key"] == "k"
+
+
+def test_a_long_table_name_gets_a_short_index_name(fresh_dao):
+    dao = fresh_dao(EngineSqliteDAO, table_prefix="jmt_" + "x" * 50 + "_")
+    (index,) = dao.orms["job"].table.indexes
+    assert len(index.name) <= 60 and index.name.endswith("_status")
+    names = [i["name"] for i in sa.inspect(dao.db.engine).get_indexes(dao.orms["job"].table.name)]
+    assert names == [index.name]
+
+
 def test_an_existing_table_is_not_altered_for_new_fields(fresh_dao, backend, tmp_path):
     uri = {"db_uri": str(tmp_path / "alter.db")} if backend == "sqlite_memory" else {}
     old = fresh_dao(WorkerSqliteDAO, table_prefix="jmt_alter_", **uri)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 import uuid
 
@@ -167,6 +168,21 @@ def test_save_jobs_needs_a_list_of_dicts(dao, jobs):
     with pytest.raises(InvalidValue):
         dao.save_jobs(jobs)
     assert stored(dao) == {}
+
+
+def test_a_bulk_save_leaves_the_garbage_collector_as_it_was(dao):
+    jobs = [{"key": f"k{i}", "batch_meta": {"i": i}} for i in range(1500)]
+    assert gc.isenabled()
+    assert len(dao.save_jobs(jobs)) == 1500
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with pytest.raises(dao.IntegrityError):
+            dao.save_jobs(jobs, replace=False)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert len(stored(dao)) == 1500
 
 
 def test_save_jobs_of_no_jobs(dao):

@@ -604,9 +604,9 @@ def test_quota_reserve_uses_a_usage_row_made_meanwhile(nova_db, admin, ctx, monk
     nova.quota_usage_update(admin, "project1", None, "fixed_ips", in_use=5)
     real, reads = quotas._lock_usages, []
 
-    def first_read_misses_it(conn, project_id):
+    def first_read_misses_it(conn, project_id, *args):
         reads.append(project_id)
-        return [] if len(reads) == 1 else real(conn, project_id)
+        return [] if len(reads) == 1 else real(conn, project_id, *args)
 
     monkeypatch.setattr(quotas, "_lock_usages", first_read_misses_it)
     _reserve(ctx, {"fixed_ips": 1}, limits)

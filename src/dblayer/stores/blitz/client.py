@@ -9,12 +9,12 @@ their columns can be read after the call. Relationships (``Reading.category``,
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
-from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import make_transient_to_detached, selectinload
 from sqlalchemy.orm.attributes import instance_state
 
@@ -29,6 +29,7 @@ from dblayer.core import (
     upsert,
     url_for_path,
 )
+from dblayer.core.upsert import insert_many_ids
 
 from . import fixtures as _fixtures
 from .models import (
@@ -57,7 +58,21 @@ _TABLES = {model: model.__table__ for model in MODELS}
 _RELATIONSHIPS = {
     model: tuple(rel.key for rel in sa.inspect(model).relationships) for model in MODELS
 }
+_RELATED = {model: frozenset(keys) for model, keys in _RELATIONSHIPS.items()}
 _ORDER = {table: i for i, table in enumerate(BlitzBase.metadata.sorted_tables)}
+
+
+# Per model: the columns add_many writes besides id, and a getter of their values.
+def _getter(names: tuple[str, ...]) -> Any:
+    get = operator.itemgetter(*names)
+    return get if len(names) > 1 else lambda values: (get(values),)
+
+
+_COLUMNS = {
+    model: (names, _getter(names))
+    for model in MODELS
+    for names in [tuple(c.key for c in model.__table__.c if c.key != "id")]
+}
 
 
 def database_url(path: Any) -> str | URL:
@@ -196,30 +211,31 @@ class DatabaseClient:
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
             raise InvalidValue(f"items must be a list of blitz model instances, got {items!r}")
         items = list(items)
-        bulk: dict[type[BlitzBase], list[BlitzBase]] = {}
+        bulk: dict[type[BlitzBase], _Batch] = {}
         orm: list[BlitzBase] = []
         for item in items:
-            if not isinstance(item, BlitzBase) or type(item) not in _TABLES:
-                raise InvalidValue(f"not an instance of a blitz model: {item!r}")
+            batch = bulk.get(type(item))
+            if batch is None:
+                if type(item) not in _TABLES:
+                    raise InvalidValue(f"not an instance of a blitz model: {item!r}")
+                batch = bulk[type(item)] = _Batch(type(item))
             state = instance_state(item)
-            if state.key is None and not _has_related(item):
-                bulk.setdefault(type(item), []).append(item)
+            # New and carrying no related objects (else the ORM must cascade them).
+            if state.key is None and batch.related.isdisjoint(item.__dict__):
+                if state.session_id is not None:
+                    raise InvalidValue(f"object belongs to another session: {item!r}")
+                batch.add(item)
             else:
                 orm.append(item)
-        numbered: list[tuple[list[BlitzBase], list[int]]] = []
         with self.db.session() as session:
             for model in sorted(bulk, key=lambda m: _ORDER[_TABLES[m]]):
-                numbered.append(_bulk_insert(session, model, bulk[model]))
+                bulk[model].insert(session.connection())
             for item in orm:
                 session.add(item)
             session.flush()
         # Only now, committed, do the new objects get their ids (a failed call leaves none).
-        for fresh, ids in numbered:
-            for item, new_id in zip(fresh, ids, strict=True):
-                item.id = new_id
-        for group in bulk.values():
-            for item in group:
-                make_transient_to_detached(item)
+        for batch in bulk.values():
+            batch.detach()
         return items
 
     def all(self, model: type[M]) -> list[M]:
@@ -503,39 +519,69 @@ class DatabaseClient:
 # -- module helpers ---------------------------------------------------------------------------
 
 
-def _has_related(item: BlitzBase) -> bool:
-    """Whether a new object carries related objects (then the ORM must cascade them)."""
-    values = item.__dict__
-    return any(key in values for key in _RELATIONSHIPS[type(item)])
+class _Batch:
+    """New objects of one model that add_many inserts in bulk, and their column values."""
 
+    def __init__(self, model: type[BlitzBase]) -> None:
+        self.model = model
+        self.table = _TABLES[model]
+        self.related = _RELATED[model]
+        self.columns, self.values = _COLUMNS[model]
+        self.fresh: list[BlitzBase] = []  # no id yet: the database numbers them
+        self.rows: list[tuple[Any, ...]] = []  # their values, in ``columns`` order
+        self.given: list[BlitzBase] = []  # with an id of their own
+        self.ids: list[Any] = []
 
-def _bulk_insert(
-    session: OrmSession, model: type[BlitzBase], items: list[BlitzBase]
-) -> tuple[list[BlitzBase], list[int]]:
-    """INSERT new ``items`` of one model with one executemany; return the items that
-    had no id and the ids they were given."""
-    table = _TABLES[model]
-    columns = [c.key for c in table.c]
-    given = [item for item in items if item.__dict__.get("id") is not None]
-    fresh = [item for item in items if item.__dict__.get("id") is None]
-    conn = session.connection()
-    for item in items:
-        _fill_defaults(item, table)
-    if given:
-        insert_many(conn, table, [{c: item.__dict__.get(c) for c in columns} for item in given])
-    if not fresh:
-        return fresh, []
-    rows = [{c: item.__dict__.get(c) for c in columns if c != "id"} for item in fresh]
-    ids = _reserve_ids(conn, table, len(fresh))
-    if ids is not None:
-        for row, new_id in zip(rows, ids, strict=True):
-            row["id"] = new_id
-        insert_many(conn, table, rows)
-    else:
-        # No way to reserve ids: let the backend number the rows and return them in order.
-        stmt = sa.insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        ids = list(conn.execute(stmt, rows).scalars())
-    return fresh, ids
+    def add(self, item: BlitzBase) -> None:
+        """Take a new object (its missing columns get their scalar defaults)."""
+        values = item.__dict__
+        try:
+            row = self.values(values)
+        except KeyError:
+            _fill_defaults(item, self.table)
+            row = self.values(values)
+        if values.get("id") is None:
+            self.fresh.append(item)
+            self.rows.append(row)
+        else:
+            self.given.append(item)
+
+    def insert(self, conn: sa.Connection) -> None:
+        """INSERT the objects, one executemany each for those with and without ids."""
+        if self.given:
+            rows = [(item.__dict__["id"], *self.values(item.__dict__)) for item in self.given]
+            insert_many_ids(conn, self.table, rows, columns=("id", *self.columns))
+        if self.fresh:
+            self.ids = insert_many_ids(conn, self.table, self.rows, columns=self.columns)
+
+    def detach(self) -> None:
+        """Once committed: number the fresh objects and make every object detached with
+        its identity, as if loaded (``make_transient_to_detached``, in one pass)."""
+        mapper = sa.inspect(self.model)
+        if set(mapper.attrs.keys()) != {c.key for c in self.table.c} | self.related:
+            for item, new_id in zip(self.fresh, self.ids, strict=True):
+                item.__dict__["id"] = new_id
+            for item in (*self.fresh, *self.given):
+                make_transient_to_detached(item)
+            return
+        identity_class = mapper._identity_class
+        pairs = [*zip(self.fresh, self.ids, strict=True)]
+        pairs += [(item, item.__dict__["id"]) for item in self.given]
+        for item, new_id in pairs:
+            item.__dict__["id"] = new_id
+            state = instance_state(item)
+            state.key = (identity_class, (new_id,), None)
+            # InstanceState._commit_all for a new object with every column loaded and no
+            # related object (so no pending collection changes): the relationships it
+            # lacks stay unloaded, as make_transient_to_detached's expiry leaves them.
+            # Flags are only written when set (writing a new attribute is the slow part).
+            state.committed_state.clear()
+            if state.expired_attributes:
+                state.expired_attributes.difference_update(item.__dict__)
+            if state.modified or state.expired:
+                state.modified = state.expired = False
+            if state._strong_obj is not None:
+                state._strong_obj = None
 
 
 def _fill_defaults(item: BlitzBase, table: sa.Table) -> None:
@@ -546,24 +592,6 @@ def _fill_defaults(item: BlitzBase, table: sa.Table) -> None:
             default = column.default
             value = default.arg if default is not None and default.is_scalar else None
             setattr(item, column.key, value)
-
-
-def _reserve_ids(conn: sa.Connection, table: sa.Table, count: int) -> list[int] | None:
-    """``count`` fresh ids for ``table``, reserved for this transaction, or None.
-
-    PostgreSQL takes them from the column's sequence; SQLite, whose write
-    transaction excludes every other writer, continues after the largest id.
-    MariaDB has no such reservation (None: the caller uses INSERT ... RETURNING).
-    """
-    name = conn.dialect.name
-    if name == "postgresql":
-        sequence = sa.func.pg_get_serial_sequence(table.name, "id")
-        stmt = sa.select(sa.func.nextval(sequence)).select_from(sa.func.generate_series(1, count))
-        return sorted(conn.execute(stmt).scalars())
-    if name == "sqlite":
-        top = conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
-        return list(range(top + 1, top + 1 + count))
-    return None
 
 
 def _set_availability(conn: sa.Connection, ref_id: int) -> bool:

@@ -10,11 +10,16 @@ import sqlalchemy as sa
 from dblayer.core import InvalidQuery, claim
 
 from . import utils as _dao_utils
+from .orm import ORM
 from .sqlite_dao import SqliteDAO
 
 
 class JobsDaoMixin:
-    """Common methods used by daos that work with jobs."""
+    """Common methods used by daos that work with jobs.
+
+    The job table has an index on ``status`` (claims and queries select by it), created
+    with the table and added to a job table created without it.
+    """
 
     class JOB_STATUSES:
         """The statuses a job goes through."""
@@ -26,6 +31,14 @@ class JobsDaoMixin:
         PENDING = "PENDING"
         RUNNING = "RUNNING"
         UNKNOWN = "UNKNOWN"
+
+    def _generate_orms(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        # Claims and queries select jobs by status: index it (a TEXT or number status).
+        orms: dict[str, Any] = super()._generate_orms(*args, **kwargs)  # type: ignore[misc]
+        job = orms.get("job")
+        if isinstance(job, ORM) and job.field_kind("status") in ("TEXT", "INTEGER", "FLOAT"):
+            job.add_index("status")
+        return orms
 
     def create_job(self, job: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Create a job record; return it as stored (defaults applied, every field)."""

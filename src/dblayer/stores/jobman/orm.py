@@ -22,6 +22,7 @@ PostgreSQL. A None JSON value is SQL NULL, matched by ``= None`` and ``IS None``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -40,6 +41,7 @@ from dblayer.core import (
     InvalidValue,
     TransientError,
     compile_query,
+    fetch_query,
     insert_many,
     translate,
     upsert,
@@ -68,16 +70,18 @@ def _text(value: Any) -> str:
 
 
 def _key_text(value: Any) -> str:
-    value = _text(value)
+    if type(value) is not str:
+        value = _text(value)
     if len(value) > KEY_LENGTH:
         raise _Refused(f"a string of at most {KEY_LENGTH} characters")
     return value
 
 
 def _integer(value: Any) -> int:
-    if not isinstance(value, int):  # bools are ints: stored as 0 and 1
-        raise _Refused("an integer")
-    value = int(value)
+    if type(value) is not int:
+        if not isinstance(value, int):  # bools are ints: stored as 0 and 1
+            raise _Refused("an integer")
+        value = int(value)
     if not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
         raise _Refused("a 64-bit integer")
     return value
@@ -115,17 +119,25 @@ def _json_key(key: Any) -> str:
     raise _Refused("JSON (object keys must be strings, numbers, booleans or None)")
 
 
+# Values JSON gives back as they are (a float only when finite: checked where it is met).
+_SCALARS = frozenset((str, int, bool, type(None)))
+_STR_ONLY = frozenset((str,))
+
+
 def _json_value(value: Any) -> Any:
     """``value`` as JSON will give it back, with object keys sorted."""
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind in _SCALARS:
         return value
-    if kind is dict and all(type(k) is str for k in value):  # the common case, fast
-        return {k: _json_value(value[k]) for k in sorted(value)}
+    # The common cases, fast: scalar members are taken as they are, without a call.
+    if kind is dict and _STR_ONLY.issuperset(map(type, value)):
+        return {k: v if type(v := value[k]) in _SCALARS else _json_value(v) for k in sorted(value)}
+    if kind is list:
+        return [v if type(v) in _SCALARS else _json_value(v) for v in value]
     if isinstance(value, Mapping):
         pairs = {_json_key(k): _json_value(v) for k, v in value.items()}
         return {k: pairs[k] for k in sorted(pairs)}
-    if kind is list or isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple)):
         return [_json_value(v) for v in value]
     if isinstance(value, float):
         if math.isfinite(value):
@@ -158,9 +170,23 @@ def _integer_type() -> Any:
     return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
+class _Double(sa.TypeDecorator):  # type: ignore[type-arg]
+    """FLOAT(53): double precision, so a time.time() timestamp comes back exactly as saved.
+
+    Every driver returns a double as a float already, so reads convert nothing. (Float's
+    own result processor on psycopg needs the column's type code, which core's prepared
+    queries do not pass: it raises "Unknown PG numeric type".)
+    """
+
+    impl = sa.Float
+    cache_ok = True
+
+    def result_processor(self, dialect: Any, coltype: Any) -> None:
+        return None
+
+
 def _float_type() -> Any:
-    # Double precision: a time.time() timestamp comes back exactly as it was saved.
-    return sa.Float(53)
+    return _Double(53)
 
 
 # type name -> (column type of a plain field, column type of a primary key, converter)
@@ -171,8 +197,16 @@ _TYPES: dict[str, tuple[Callable[[], Any], Callable[[], Any], Callable[[Any], An
     "JSON": (JSON, JSON, _json_field),
     "BLOB": (sa.LargeBinary, sa.LargeBinary, _blob),
 }
-# Per type, the Python type whose values a field stores unchanged.
-_AS_IS = {"TEXT": str, "JSON": str}
+# Per type, the Python types whose values a field stores unchanged (None: SQL NULL).
+_NONE = type(None)
+_AS_IS = {
+    "TEXT": frozenset((str, _NONE)),
+    "INTEGER": frozenset((_NONE,)),
+    "FLOAT": frozenset((_NONE,)),
+    "JSON": _SCALARS,
+    "BLOB": frozenset((bytes, _NONE)),
+}
+_TEXT_ARGS = frozenset((str, _NONE))
 _ALIASES = {"INT": "INTEGER", "REAL": "FLOAT", "DOUBLE": "FLOAT"}
 
 
@@ -249,18 +283,17 @@ class ORM:
             f: (_key_text if f in self._keys and kind == "TEXT" else _TYPES[kind][2])
             for f, kind in kinds.items()
         }
-        # Per field, in order: name, converter, whether it is a key, and the value type
-        # that needs no conversion (saving skips the converter call for it).
-        self._plan = [
-            (
-                f,
-                self._converters[f],
-                f in self._keys,
-                _AS_IS.get(kind) if f not in self._keys else None,
-            )
+        self._names = tuple(self.fields)
+        # Per field, in order: name, converter, and the value types stored unchanged
+        # (saving skips the converter call for them). A key always goes to the converter
+        # (None is refused there).
+        self._plan = tuple(
+            (f, self._converters[f], frozenset() if f in self._keys else _AS_IS[kind])
             for f, kind in kinds.items()
-        ]
-        self._filterable = [f for f, spec in self.fields.items() if not spec.get("unfilterable")]
+        )
+        self._filterable = tuple(
+            f for f, spec in self.fields.items() if not spec.get("unfilterable")
+        )
         columns = [
             sa.Column(
                 f,
@@ -283,11 +316,28 @@ class ORM:
         return self._table
 
     def create_table(self, connection: sa.Connection | None = None) -> None:
-        """Create the table on ``connection`` unless it exists (an existing one is not altered)."""
+        """Create the table on ``connection`` unless it exists, and its missing indexes (an
+        existing table is not otherwise altered)."""
         try:
             self._table.create(connection, checkfirst=True)
+            for index in self._table.indexes:
+                index.create(connection, checkfirst=True)
         except sa.exc.SQLAlchemyError as e:
             raise translate(e) from e
+
+    def field_kind(self, field: str) -> str | None:
+        """The normalised type name of ``field`` (TEXT, INTEGER, FLOAT, JSON, BLOB), or None."""
+        return self._kinds.get(field)
+
+    def add_index(self, field: str) -> None:
+        """Index ``field`` (``create_table`` creates the index, on an existing table too)."""
+        self._known(field)
+        name = f"ix_{self.table_name}_{field}"
+        if len(name) > 60:  # PostgreSQL cuts names at 63 bytes, MariaDB refuses past 64
+            name = f"ix_{hashlib.sha1(name.encode()).hexdigest()[:20]}_{field[:30]}"
+        # MariaDB indexes a TEXT column by a prefix only.
+        length = {"mysql_length": KEY_LENGTH} if self._kinds[field] == "TEXT" else {}
+        sa.Index(name, self._table.c[field], **length)
 
     # -- records --------------------------------------------------------------------------
 
@@ -305,20 +355,19 @@ class ORM:
         if not isinstance(obj, Mapping):
             raise InvalidValue(f"a {self.name} must be a dict, got {_short(obj)}")
         get = obj.get
-        record = {field: get(field) for field in self.fields}
+        record = {field: get(field) for field in self._names}
         for field, default, auto_update in self._hooks:
             if default is not None and record[field] is None:
                 record[field] = default()
             if auto_update is not None:
                 record[field] = auto_update(record=record)
         # The hot loop of a bulk save: converters are called directly, and not at all for
-        # None or for a value of the type the field stores unchanged.
-        for field, convert, is_key, as_is in self._plan:
+        # a value of a type the field stores unchanged.
+        for field, convert, as_is in self._plan:
             value = record[field]
-            if value is None:
-                if is_key:
-                    self.convert(field, None)  # raises
-            elif type(value) is not as_is:
+            if type(value) not in as_is:
+                if value is None:
+                    self.convert(field, None)  # a key: raises
                 try:
                     record[field] = convert(value)
                 except _Refused as e:
@@ -445,15 +494,47 @@ class ORM:
         """The SELECT of the records matching ``query``."""
         return self.compile(query).apply(sa.select(self._table))
 
+    def fetch(
+        self, connection: sa.Connection, query: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """The records matching ``query`` (None: all) as dicts with every field, through a
+        plan the core compiles once per query shape and runs on the driver's cursor."""
+        # Without transform_arg the core checks a query's fields and operators once per
+        # spelling; it is needed only where it could change or refuse an argument.
+        transform = self._query_arg if self._needs_transform(query) else None
+        return fetch_query(
+            connection,
+            self._table,
+            query,
+            allowed_fields=self._filterable,
+            transform_arg=transform,
+        )
+
+    def _needs_transform(self, query: Any) -> bool:
+        """False when every filter is on a TEXT field with a ``str`` or None argument, which
+        ``_query_arg`` passes unchanged whatever the operator."""
+        if type(query) is not dict:
+            return query is not None
+        filters = query.get("filters")
+        if filters is None:
+            return False
+        if type(filters) is not list:
+            return True
+        for spec in filters:
+            if type(spec) is not dict:
+                return True
+            field = spec.get("field")
+            if type(field) is not str or self._kinds.get(field) != "TEXT":
+                return True
+            if type(spec.get("arg")) not in _TEXT_ARGS:
+                return True
+        return False
+
     def query_objects(
         self, query: Mapping[str, Any] | None = None, connection: sa.Connection | None = None
     ) -> list[dict[str, Any]]:
         """The records matching ``query`` (None: all), as dicts with every field."""
-        stmt = self.select(query)
-        try:
-            return [dict(row) for row in connection.execute(stmt).mappings()]
-        except sa.exc.SQLAlchemyError as e:
-            raise translate(e) from e
+        return self.fetch(connection, query)
 
     def update_statement(
         self, updates: Mapping[str, Any] | None, query: Mapping[str, Any] | None

@@ -47,9 +47,8 @@ reservation_commit / reservation_rollback / reservation_expire
     ignored, as in nova.
 
 quota_reserve, reservation_commit and reservation_rollback run on every server boot:
-their arguments are checked by hand before the unit of work, which runs Core statements
-compiled once (``_PreparedWrite``, core's ``PreparedQuery``) on the unit's Connection,
-without the ORM Session of ``_base.api``.
+their few arguments are checked by hand, and their statements are compiled once
+(``_PreparedWrite``, core's ``PreparedQuery``) and run on the unit's Connection.
 
 Deviations from nova, each deliberate:
 - ``reservation_commit`` / ``reservation_rollback`` default ``project_id`` / ``user_id``
@@ -76,6 +75,7 @@ import datetime as dt
 import functools
 import hashlib
 import logging
+import operator
 import uuid as uuid_module
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -96,7 +96,6 @@ from dblayer.core.driver import bind_processor, cursor_execute
 
 from .. import exception
 from ..context import authorize_project_context, authorize_quota_class_context, check_context
-from ..facade import get_database
 from ..models import (
     FixedIp,
     FloatingIp,
@@ -155,16 +154,6 @@ PER_PROJECT_QUOTAS = ("fixed_ips", "floating_ips", "networks")
 DEFAULT_QUOTA_CLASS = "default"
 # The usage columns quota_usage_update may set (nova silently ignored any other keyword).
 USAGE_UPDATE_KEYS = ("in_use", "reserved", "until_refresh")
-
-
-def _in_unit(work: Callable[[Any], Any]) -> Any:
-    """``work(conn)`` in one unit of work (retried; joining an open one) on the unit's
-    Connection, without the ORM Session ``_base.api`` opens: the hot quota calls run only
-    Core statements, and a Session costs more than their SQL on SQLite. Their access
-    check and arguments are checked before. (A candidate for _base: ``api(check,
-    orm=False)``.)
-    """
-    return get_database().run(work)
 
 
 def _is_per_user(resource: str, user_id: str | None) -> bool:
@@ -637,52 +626,62 @@ class _PreparedWrite:
 
     def __init__(self, stmt: Any) -> None:
         self.stmt = stmt
-        self._plans: dict[int, tuple[str, bool, tuple[tuple[str, Any, Any], ...]]] = {}
+        self._plans: dict[int, _WritePlan] = {}
 
-    def _plan(self, conn: Any) -> tuple[str, bool, tuple[tuple[str, Any, Any], ...]]:
-        """(SQL, positional, (name, conversion or None, fixed value or _REQUIRED) in order)."""
+    def _plan(self, conn: Any) -> _WritePlan:
         dialect = conn.dialect
         compiled = self.stmt.compile(dialect=dialect)
         binds = compiled.binds
-        names = compiled.positiontup if compiled.positional else list(binds)
-        params = tuple(
-            (
-                name,
-                bind_processor(binds[name].type, dialect),
-                _REQUIRED if binds[name].required else binds[name].value,
-            )
-            for name in names
+        names = tuple(compiled.positiontup if compiled.positional else binds)
+        plan = self._plans[id(dialect)] = _WritePlan(
+            sql=compiled.string,
+            names=None if compiled.positional else names,
+            values=operator.itemgetter(*names),
+            single=len(names) == 1,
+            fixed={n: p.value for n, p in binds.items() if not p.required},
+            convert=tuple(
+                (i, f) for i, n in enumerate(names) if (f := bind_processor(binds[n].type, dialect))
+            ),
         )
-        plan = self._plans[id(dialect)] = (compiled.string, bool(compiled.positional), params)
         return plan
 
     def run(self, conn: Any, rows: list[dict[str, Any]]) -> int:
         """Run the statement once per parameter dict of ``rows``; the rows it touched."""
-        sql, positional, params = self._plans.get(id(conn.dialect)) or self._plan(conn)
-        args: list[Any] = []
-        converted: dict[tuple[int, int], Any] = {}  # a value shared by rows (`now`) once
-        for row in rows:
-            values = []
-            for name, convert, fixed in params:
-                value = row[name] if fixed is _REQUIRED else row.get(name, fixed)
-                if convert is not None and value is not None:
-                    key = (id(convert), id(value))
-                    if key not in converted:
-                        converted[key] = convert(value)
-                    value = converted[key]
-                values.append(value)
-            args.append(
-                values if positional else {p[0]: v for p, v in zip(params, values, strict=True)}
-            )
-        many = len(args) > 1
-        cursor = cursor_execute(conn, sql, args if many else args[0], many=many)
+        plan = self._plans.get(id(conn.dialect)) or self._plan(conn)
+        if plan.fixed:
+            rows = [{**plan.fixed, **row} for row in rows]
+        get = plan.values
+        args = [[get(row)] if plan.single else list(get(row)) for row in rows]
+        for i, convert in plan.convert:
+            done: dict[int, Any] = {}  # a value shared by the rows (``now``) converted once
+            for values in args:
+                value = values[i]
+                if value is not None:
+                    key = id(value)
+                    if key not in done:
+                        done[key] = convert(value)
+                    values[i] = done[key]
+        params: list[Any] = args
+        if plan.names is not None:
+            params = [dict(zip(plan.names, values, strict=True)) for values in args]
+        many = len(params) > 1
+        cursor = cursor_execute(conn, plan.sql, params if many else params[0], many=many)
         try:
             return cursor.rowcount
         finally:
             cursor.close()
 
 
-_REQUIRED = object()
+@dataclass(frozen=True, slots=True)
+class _WritePlan:
+    """What one dialect needs to run a _PreparedWrite."""
+
+    sql: str
+    names: tuple[str, ...] | None  # parameter names for a named paramstyle; None: positional
+    values: Callable[[Mapping[str, Any]], Any]  # row -> its values in parameter order
+    single: bool
+    fixed: dict[str, Any]  # values compiled into the statement (e.g. deleted = 0)
+    convert: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, column type's bind)
 
 
 @dataclass(slots=True)
@@ -695,7 +694,7 @@ class _Usage:
     in_use: int
     reserved: int
     until_refresh: int | None
-    updated_at: dt.datetime | None
+    updated_at: dt.datetime | None = None
     changed: bool = False
 
     @property
@@ -710,21 +709,23 @@ class _Over:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-_LOCK_USAGES = PreparedQuery(
-    sa.select(
-        _USAGES.c.id,
-        _USAGES.c.user_id,
-        _USAGES.c.resource,
-        _USAGES.c.in_use,
-        _USAGES.c.reserved,
-        _USAGES.c.until_refresh,
-        _USAGES.c.updated_at,
+def _lock_usages_query(with_age: bool) -> PreparedQuery:
+    """The live usage rows of :project_id, locked, in id order (``updated_at`` only when
+    the max_age rule needs it: reading it back costs a parse per row on SQLite)."""
+    u = _USAGES
+    columns = [u.c.id, u.c.user_id, u.c.resource, u.c.in_use, u.c.reserved, u.c.until_refresh]
+    if with_age:
+        columns.append(u.c.updated_at)
+    return PreparedQuery(
+        sa.select(*columns)
+        .where(u.c.project_id == sa.bindparam("project_id"), live(u))
+        .order_by(u.c.id)
+        # PostgreSQL: FOR NO KEY UPDATE, which still lets reservations reference the rows.
+        .with_for_update(key_share=True)
     )
-    .where(_USAGES.c.project_id == sa.bindparam("project_id"), live(_USAGES))
-    .order_by(_USAGES.c.id)
-    # PostgreSQL: FOR NO KEY UPDATE, which still lets reservations reference the rows.
-    .with_for_update(key_share=True)
-)
+
+
+_LOCK_USAGES = {with_age: _lock_usages_query(with_age) for with_age in (False, True)}
 _PROJECT_LOCK = PreparedQuery(
     sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("key", type_=sa.BigInteger)))
 )
@@ -766,8 +767,8 @@ def _project_lock_key(project_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _lock_usages(conn: Any, project_id: str) -> list[_Usage]:
-    return [_Usage(**row) for row in _LOCK_USAGES.all(conn, project_id=project_id)]
+def _lock_usages(conn: Any, project_id: str, with_age: bool) -> list[_Usage]:
+    return [_Usage(**row) for row in _LOCK_USAGES[with_age].all(conn, project_id=project_id)]
 
 
 def _owner(resource: str, user_id: str | None) -> str | None:
@@ -798,6 +799,7 @@ def _create_usages(
     until_refresh: int | None,
     now: dt.datetime,
     own: set[int],
+    with_age: bool,
 ) -> tuple[list[_Usage], dict[str, _Usage], bool]:
     """Insert the missing usage rows (their ids added to ``own``), lock the project's rows
     again and return them, the user's view, and whether a row thought missing turned out
@@ -826,7 +828,7 @@ def _create_usages(
             conn=conn,
         )
         own.add(inserted.inserted_primary_key[0])
-    rows = _lock_usages(conn, project_id)
+    rows = _lock_usages(conn, project_id, with_age)
     view = _user_view(rows, user_id, frozenset(own))
     chosen = {row.id for row in view.values()}
     extra = [row.id for row in rows if row.id in own and row.id not in chosen]
@@ -964,7 +966,8 @@ def _reserve(
         # everything committed before (row locks alone miss rows inserted meanwhile).
         _PROJECT_LOCK.first(conn, key=_project_lock_key(project_id))
     now = utcnow()
-    rows = _lock_usages(conn, project_id)
+    with_age = bool(max_age)
+    rows = _lock_usages(conn, project_id, with_age)
     view = _user_view(rows, user_id)
     own: set[int] = set()  # usage rows this call inserted
     # Plan the refreshes on the rows read (the syncs run before any write); rows found
@@ -978,7 +981,7 @@ def _reserve(
         if not missing:
             break
         rows, view, displaced = _create_usages(
-            conn, project_id, user_id, missing, until_refresh, now, own
+            conn, project_id, user_id, missing, until_refresh, now, own, with_age
         )
         if not displaced:
             break
@@ -1044,6 +1047,13 @@ def _reserve(
             ],
         )
     return over if over.kwargs else uuids
+
+
+@api(USER)
+def _reserve_unit(context: Any, *args: Any) -> list[str] | _Over:
+    """quota_reserve's unit of work (it returns _Over rather than raising OverQuota, so
+    that the refreshes and new usage rows commit)."""
+    return _reserve(connection(), context, *args)
 
 
 _INT32 = 2**31
@@ -1143,20 +1153,17 @@ def quota_reserve(
     ):
         raise InvalidQuery(f"quota_reserve: max_age must be a number of seconds, got {max_age!r}")
     project_id, user_id = _project_and_user("quota_reserve", context, project_id, user_id)
-    outcome = _in_unit(
-        lambda conn: _reserve(
-            conn,
-            context,
-            resources,
-            quotas,
-            user_quotas,
-            checked,
-            expire,
-            until_refresh,
-            max_age,
-            project_id,
-            user_id,
-        )
+    outcome = _reserve_unit(
+        context,
+        resources,
+        quotas,
+        user_quotas,
+        checked,
+        expire,
+        until_refresh,
+        max_age,
+        project_id,
+        user_id,
     )
     if isinstance(outcome, _Over):
         # Raised after the unit of work committed: refreshes and new usage rows stay.
@@ -1259,12 +1266,11 @@ _LOCK_BATCH = 16  # uuids per locking query (the prepared queries are cached by 
 def _settle_uuids(
     function: str, context: Any, reservations: Any, project_id: Any, user_id: Any, commit: bool
 ) -> None:
-    """reservation_commit / reservation_rollback: checks, then one unit of work."""
-    check_context(context)
+    """reservation_commit / reservation_rollback (inside their unit of work)."""
     uuids = _uuid_list(function, reservations)
     project_id, user_id = _project_and_user(function, context, project_id, user_id)
     if uuids:
-        _in_unit(lambda conn: _settle_reservations(conn, uuids, project_id, user_id, commit))
+        _settle_reservations(connection(), uuids, project_id, user_id, commit)
 
 
 def _settle_reservations(
@@ -1287,6 +1293,7 @@ def _settle_reservations(
     )
 
 
+@api(USER)
 def reservation_commit(
     context: Any, reservations: list[str], project_id: str | None = None, user_id: str | None = None
 ) -> None:
@@ -1294,6 +1301,7 @@ def reservation_commit(
     _settle_uuids("reservation_commit", context, reservations, project_id, user_id, commit=True)
 
 
+@api(USER)
 def reservation_rollback(
     context: Any, reservations: list[str], project_id: str | None = None, user_id: str | None = None
 ) -> None:

@@ -1,0 +1,1 @@
+"""Revisions of the blitz store's schema."""

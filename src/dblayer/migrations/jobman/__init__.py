@@ -1,0 +1,1 @@
+"""Alembic migrations of the jobman store (revisions in versions/)."""

@@ -1,0 +1,1 @@
+"""Revisions of the jobman store's schema."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the nanny store (revisions in versions/)."""

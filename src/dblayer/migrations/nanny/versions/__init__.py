@@ -1,0 +1,1 @@
+"""Revisions of the nanny store's schema."""

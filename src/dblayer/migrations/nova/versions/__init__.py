@@ -1,0 +1,1 @@
+"""Revisions of the nova store's schema."""

@@ -1,0 +1,228 @@
+"""The ``dblayer`` command, run as a user runs it: the installed entry point in a
+subprocess, on a SQLite file, PostgreSQL and MariaDB (a database of its own), with the
+database checked afterwards."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dblayer.core import Database
+from dblayer.stores.blitz import Reading, Session
+from dblayer.stores.nova import NovaDBAPI, RequestContext
+from dblayer.stores.nova.facade import create_schema
+from dblayer.stores.nova.models import BASE
+from tests.conftest import REDIS_URL, SHARED_BACKENDS, backend_url
+
+NOVA = BASE.metadata
+
+DBLAYER = Path(sys.executable).with_name("dblayer")
+SECRET = "s3cret-Pw"
+
+
+def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Any:
+    """Run ``dblayer args`` and return the finished process (stdout, stderr as text)."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("DBLAYER_URL", "COLUMNS")}
+    environ.update(env or {})
+    return subprocess.run(
+        [str(DBLAYER), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env=environ,
+    )
+
+
+def run_ok(*args: str, **kwargs: Any) -> Any:
+    proc = run(*args, **kwargs)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+def run_json(*args: str, **kwargs: Any) -> Any:
+    return json.loads(run_ok(*args, "--json", **kwargs).stdout)
+
+
+def one_line_error(proc: Any) -> str:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("dblayer: error: ")
+    return lines[0]
+
+
+@pytest.fixture(params=SHARED_BACKENDS)
+def url(request: pytest.FixtureRequest, run_dir: Path) -> str:
+    """A database of the CLI tests' own on each backend several processes can share."""
+    return backend_url(request.param, run_dir, store="cli")
+
+
+@pytest.fixture
+def db(url: str) -> Any:
+    database = Database(url)
+    yield database
+    database.dispose()
+
+
+def test_entry_point_is_installed() -> None:
+    assert DBLAYER.exists()
+    proc = run_ok("--help")
+    for command in ("info", "archive", "purge", "demo"):
+        assert command in proc.stdout
+
+
+def test_demo(url: str, db: Database) -> None:
+    out = run_json("demo", "--url", url, "--workers", "3", "--jobs", "60", "--redis-url", REDIS_URL)
+    assert out["backend"] == db.facts.backend or out["backend"] == "mariadb"
+    jobs = out["jobman"]
+    assert jobs["jobs"] == jobs["completed"] == sum(jobs["claimed_per_worker"]) == 60
+    assert len(jobs["claimed_per_worker"]) == 3
+    assert jobs["claimed_twice"] == 0
+    nova = out["nova"]
+    assert nova["hidden_after_delete"] and nova["row_kept_after_delete"]
+    assert nova["in_shadow_after_archive"] and nova["archived_rows"] >= 1
+    assert out["blitz"]["readings"] == 25
+    # The database afterwards.
+    with db.transaction() as conn:
+        statuses = conn.execute(sa.text("SELECT status, COUNT(*) FROM demo_job GROUP BY status"))
+        assert dict(statuses.all()) == {"COMPLETED": 60}
+        uuid = nova["instance"]
+        instances, shadow = NOVA.tables["instances"], NOVA.tables["shadow_instances"]
+        assert conn.execute(sa.select(instances).where(instances.c.uuid == uuid)).first() is None
+        assert conn.execute(sa.select(shadow).where(shadow.c.uuid == uuid)).first() is not None
+        sessions, readings = Session.__table__, Reading.__table__
+        ref = out["blitz"]["session"]
+        session_id = conn.execute(
+            sa.select(sessions.c.id).where(sessions.c.ref_id == ref)
+        ).scalar_one()
+        count = sa.select(sa.func.count()).select_from(readings)
+        assert conn.execute(count.where(readings.c.sessionId == session_id)).scalar_one() == 25
+    # info finds the three stores the demo made, with their row counts.
+    info = run_json("info", "--url", url)
+    assert info["url"] == db.url
+    assert {"demo_job", "demo_kvp", "instances", "reading"} <= set(info["tables"])
+    stores = {s["store"]: s for s in info["stores"]}
+    assert {"jobman", "nova", "blitz"} <= set(stores)
+    assert stores["jobman"]["prefix"] == "demo_"
+    assert stores["jobman"]["tables"]["demo_job"] == 60
+    assert stores["blitz"]["tables"]["reading"] >= 25
+    assert stores["nova"]["archived_rows"] >= 1
+    assert len(stores["nova"]["tables"]) == len(NOVA.tables)
+    assert "nanny" not in stores and "topchef" not in stores
+    text = run_ok("info", "--url", url).stdout
+    assert "nova" in text and "jobman (demo_*)" in text and db.facts.driver in text
+
+
+def _instances(db: Database, live: int, destroyed: int) -> list[str]:
+    """Create instances (with metadata); soft-delete ``destroyed`` of them; their uuids."""
+    create_schema(db)
+    api = NovaDBAPI(database=db)
+    ctx = RequestContext("cli-user", "cli-project")
+    uuids = [
+        api.instance_create(ctx, {"display_name": f"cli-{i}", "metadata": {"n": str(i)}})["uuid"]
+        for i in range(live + destroyed)
+    ]
+    for uuid in uuids[live:]:
+        api.instance_destroy(ctx, uuid)
+    return uuids
+
+
+def _where(db: Database, table: str, uuids: list[str]) -> int:
+    t = NOVA.tables[table]
+    with db.transaction() as conn:
+        query = sa.select(sa.func.count()).select_from(t).where(t.c.uuid.in_(uuids))
+        return conn.execute(query).scalar_one()
+
+
+def test_archive_and_purge(url: str, db: Database) -> None:
+    uuids = _instances(db, live=1, destroyed=4)
+    first = run_json("archive", "--store", "nova", "--max-rows", "2", "--url", url)
+    assert first["total"] == 2 == sum(first["archived"].values())
+    rest = run_ok("archive", "--store", "nova", "--batch-size", "3", "--url", url)
+    # Not a terminal: plain progress lines on stderr, the per-table summary on stdout.
+    assert "archiving instances: " in rest.stderr
+    assert "instances" in rest.stdout and "archived " in rest.stdout
+    assert _where(db, "instances", uuids) == 1  # the live one
+    assert _where(db, "shadow_instances", uuids) == 4
+    again = run_json("archive", "--url", url)
+    assert again == {"store": "nova", "archived": {}, "total": 0, "deleted_rows_left": 0}
+
+    nothing = run_json("purge", "--before", "2000-01-01", "--url", url)
+    assert nothing["total"] == 0 and nothing["purged"] == {}
+    tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).date().isoformat()
+    purged = run_json("purge", "--store", "nova", "--before", tomorrow, "--url", url)
+    assert purged["purged"]["shadow_instances"] >= 4
+    assert purged["total"] == sum(purged["purged"].values())
+    assert _where(db, "shadow_instances", uuids) == 0
+    assert _where(db, "instances", uuids) == 1
+
+
+def test_url_from_environment_then_default_file(tmp_path: Path) -> None:
+    path = tmp_path / "env.db"
+    run_ok("demo", "--workers", "2", "--jobs", "10", env={"DBLAYER_URL": f"sqlite:///{path}"})
+    assert path.exists()
+    assert run_json("info", env={"DBLAYER_URL": f"sqlite:///{path}"})["url"].endswith("env.db")
+    # No --url, no DBLAYER_URL: ./dblayer.db, which info does not create.
+    line = one_line_error(run("info", cwd=tmp_path))
+    assert "dblayer.db" in line and not (tmp_path / "dblayer.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["info", "--url", f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:1/nope"],
+        ["info", "--url", f"mysql+pymysql://root:{SECRET}@127.0.0.1:3306/test"],
+        ["info", "--url", f"nosuchdb://root:{SECRET}@host/db"],
+        ["info", "--url", f"postgresql://u:{SECRET}@[bad"],
+        ["archive", "--url", f"mysql+pymysql://root:{SECRET}@127.0.0.1:1/x", "--json"],
+        [
+            "purge",
+            "--before",
+            "2020-01-01",
+            "--url",
+            f"postgresql+psycopg://p:{SECRET}@127.0.0.1:1/x",
+        ],
+        ["demo", "--url", f"postgresql+psycopg://p:{SECRET}@127.0.0.1:1/x"],
+    ],
+)
+def test_bad_url_is_one_line_without_password(args: list[str]) -> None:
+    proc = run(*args)
+    one_line_error(proc)
+    assert SECRET not in proc.stderr + proc.stdout
+
+
+def test_password_in_environment_is_not_shown() -> None:
+    proc = run("info", env={"DBLAYER_URL": f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:1/x"})
+    one_line_error(proc)
+    assert SECRET not in proc.stderr + proc.stdout
+
+
+def test_bad_input_is_one_line(run_dir: Path) -> None:
+    url = backend_url("sqlite_file", run_dir, store="cli")
+    assert "nova" in one_line_error(run("archive", "--store", "nanny", "--url", url))
+    assert "ISO date" in one_line_error(run("purge", "--before", "last week", "--url", url))
+    assert "--before" in one_line_error(run("purge", "--url", url))
+    assert one_line_error(run("archive", "--max-rows", "-1", "--url", url))
+    assert one_line_error(run("info", "--no-such-option"))
+    assert "sqlite://" in one_line_error(run("demo", "--url", "sqlite://"))
+
+
+def test_archive_on_a_database_without_nova(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    Database(f"sqlite:///{path}").create_all(sa.MetaData())
+    sa.create_engine(f"sqlite:///{path}").connect().close()
+    line = one_line_error(run("archive", "--url", f"sqlite:///{path}"))
+    assert "nova's tables are not in" in line
+    info = run_json("info", "--url", f"sqlite:///{path}")
+    assert info["stores"] == [] and info["backend"] == "sqlite"

@@ -1,0 +1,75 @@
+"""jobman's migrations: its tables follow the DAO's options (dao, table_prefix,
+extra_job_fields), so the migrations take them as parameters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dblayer.core import InvalidValue, migrations
+from dblayer.stores.jobman import WorkerSqliteDAO
+from tests.conftest import backend_url
+
+from .cycle import MIGRATION_BACKENDS, round_trip, store_database
+
+EXTRA = {"priority": {"type": "INTEGER"}, "notes": {"type": "JSON"}}
+
+
+@pytest.mark.parametrize("backend", MIGRATION_BACKENDS)
+def test_upgrade_check_downgrade(backend: str, run_dir: Path) -> None:
+    db = store_database(backend, run_dir, "jobman")
+    round_trip(db, "jobman")  # JobmanSqliteDAO: jobman_job, jobman_kvp
+    round_trip(db, "jobman", dao="worker", table_prefix="w_", extra_job_fields=EXTRA)
+
+
+@pytest.mark.parametrize("backend", MIGRATION_BACKENDS)
+def test_prefixes_share_a_database_and_new_fields_are_added(backend: str, run_dir: Path) -> None:
+    db = store_database(backend, run_dir, "jobman")
+    engine = {"dao": "engine", "table_prefix": "e_"}
+    worker = {"dao": "worker", "table_prefix": "w_", "extra_job_fields": EXTRA}
+    migrations.upgrade(db, "jobman", **engine)
+    migrations.upgrade(db, "jobman", **worker)
+    assert {"alembic_version_e_job", "alembic_version_w_job"} <= set(db.table_names())
+
+    # A field added to extra_job_fields later: the comparison sees it, add_missing adds it.
+    more = {**EXTRA, "owner": {"type": "TEXT"}}
+    later = {**worker, "extra_job_fields": json.dumps(more)}  # as -x gives it: JSON text
+    [diff] = migrations.check(db, "jobman", **later)
+    assert diff[0] == "add_column" and diff[2] == "w_job" and diff[3].name == "owner"
+    assert migrations.add_missing(db, "jobman", **later) == ["add_column w_job.owner"]
+    assert migrations.check(db, "jobman", **later) == []
+    assert migrations.check(db, "jobman", **engine) == []
+
+    # The DAO with the new field works on the migrated tables.
+    dao = WorkerSqliteDAO(
+        db_uri=backend_url(backend, run_dir, "mig_jobman"),
+        table_prefix="w_",
+        extra_job_fields=more,
+        initialize=False,
+    )
+    try:
+        job = dao.create_job({"status": "PENDING", "owner": "ann", "priority": 3})
+        assert dao.get_job(job["key"])["owner"] == "ann"
+    finally:
+        dao.close()
+
+    # A field the models dropped is not removed: add_missing refuses, changing nothing.
+    with pytest.raises(InvalidValue, match="does not change"):
+        migrations.add_missing(db, "jobman", **worker)
+
+    migrations.downgrade(db, "jobman", "base", **later)
+    migrations.downgrade(db, "jobman", "base", **engine)
+    assert not {t for t in db.table_names() if t.startswith(("e_", "w_", "alembic_version_"))}
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(InvalidValue, match="unknown dao 'boss'"):
+        migrations.check("sqlite://", "jobman", dao="boss")
+    with pytest.raises(InvalidValue, match="tables are fixed"):
+        migrations.check("sqlite://", "jobman", table_prefix="x_")
+    with pytest.raises(InvalidValue, match="not JSON"):
+        migrations.check("sqlite://", "jobman", dao="worker", extra_job_fields="{")
+    with pytest.raises(InvalidValue, match="unknown type"):
+        migrations.check("sqlite://", "jobman", dao="worker", extra_job_fields={"x": {"type": "BOGUS"}})
