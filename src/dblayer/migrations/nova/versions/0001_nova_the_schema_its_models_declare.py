@@ -36,6 +36,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_agent_builds')),
     sa.UniqueConstraint('hypervisor', 'os', 'architecture', 'deleted', name='uniq_agent_builds0hypervisor0os0architecture0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('agent_builds', schema=None) as batch_op:
@@ -49,6 +50,7 @@ def upgrade() -> None:
     sa.Column('created_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_aggregates')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('bw_usage_cache',
@@ -66,6 +68,7 @@ def upgrade() -> None:
     sa.Column('created_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_bw_usage_cache')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('bw_usage_cache', schema=None) as batch_op:
@@ -85,6 +88,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_cells')),
     sa.UniqueConstraint('name', 'deleted', name='uniq_cells0name0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('certificates',
@@ -97,6 +101,7 @@ def upgrade() -> None:
     sa.Column('created_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_certificates')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('certificates', schema=None) as batch_op:
@@ -118,6 +123,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_console_pools')),
     sa.UniqueConstraint('host', 'console_type', 'compute_host', 'deleted', name='uniq_console_pools0host0console_type0compute_host0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('dns_domains',
@@ -151,6 +157,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_floating_ips')),
     sa.UniqueConstraint('address', 'deleted', name='uniq_floating_ips0address0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('floating_ips', schema=None) as batch_op:
@@ -171,6 +178,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_instance_groups')),
     sa.UniqueConstraint('uuid', 'deleted', name='uniq_instance_groups0uuid0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('instance_id_mappings',
@@ -181,6 +189,7 @@ def upgrade() -> None:
     sa.Column('created_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_instance_id_mappings')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('instance_id_mappings', schema=None) as batch_op:
@@ -206,6 +215,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_instance_types')),
     sa.UniqueConstraint('flavorid', 'deleted', name='uniq_instance_types0flavorid0deleted'),
     sa.UniqueConstraint('name', 'deleted', name='uniq_instance_types0name0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('instances',
@@ -263,6 +273,7 @@ def upgrade() -> None:
     sa.Column('created_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_instances')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('instances', schema=None) as batch_op:
@@ -288,6 +299,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_key_pairs')),
     sa.UniqueConstraint('user_id', 'name', 'deleted', name='uniq_key_pairs0user_id0name0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('networks',
@@ -326,6 +338,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_networks')),
     sa.UniqueConstraint('vlan', 'deleted', name='uniq_networks0vlan0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('networks', schema=None) as batch_op:
@@ -348,6 +361,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_project_user_quotas')),
     sa.UniqueConstraint('user_id', 'project_id', 'resource', 'deleted', name='uniq_project_user_quotas0user_id0project_id0resource0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('project_user_quotas', schema=None) as batch_op:
@@ -365,6 +379,7 @@ def upgrade() -> None:
     sa.Column('created_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_provider_fw_rules')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('quota_classes',
@@ -377,6 +392,7 @@ def upgrade() -> None:
     sa.Column('created_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_quota_classes')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('quota_classes', schema=None) as batch_op:
@@ -395,6 +411,7 @@ def upgrade() -> None:
     sa.Column('created_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_quota_usages')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('quota_usages', schema=None) as batch_op:
@@ -411,6 +428,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_quotas')),
     sa.UniqueConstraint('project_id', 'resource', 'deleted', name='uniq_quotas0project_id0resource0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('s3_images',
@@ -421,6 +439,7 @@ def upgrade() -> None:
     sa.Column('created_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_s3_images')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('security_group_default_rules',
@@ -434,6 +453,7 @@ def upgrade() -> None:
     sa.Column('created_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_security_group_default_rules')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('security_groups',
@@ -448,6 +468,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_security_groups')),
     sa.UniqueConstraint('project_id', 'name', 'deleted', name='uniq_security_groups0project_id0name0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('services',
@@ -465,6 +486,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_services')),
     sa.UniqueConstraint('host', 'binary', 'deleted', name='uniq_services0host0binary0deleted'),
     sa.UniqueConstraint('host', 'topic', 'deleted', name='uniq_services0host0topic0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('shadow_agent_builds',
@@ -1368,6 +1390,7 @@ def upgrade() -> None:
     sa.Column('created_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_snapshot_id_mappings')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('snapshots',
@@ -1404,6 +1427,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_task_log')),
     sa.UniqueConstraint('task_name', 'host', 'period_beginning', 'period_ending', name='uniq_task_log0task_name0host0period_beginning0period_ending'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('task_log', schema=None) as batch_op:
@@ -1419,6 +1443,7 @@ def upgrade() -> None:
     sa.Column('created_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_volume_id_mappings')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('volume_usage_cache',
@@ -1443,6 +1468,7 @@ def upgrade() -> None:
     sa.Column('created_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_volume_usage_cache')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('volume_usage_cache', schema=None) as batch_op:
@@ -1491,6 +1517,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['aggregate_id'], ['aggregates.id'], name=op.f('fk_aggregate_hosts_aggregate_id_aggregates')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_aggregate_hosts')),
     sa.UniqueConstraint('host', 'aggregate_id', 'deleted', name='uniq_aggregate_hosts0host0aggregate_id0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('aggregate_metadata',
@@ -1505,6 +1532,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['aggregate_id'], ['aggregates.id'], name=op.f('fk_aggregate_metadata_aggregate_id_aggregates')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_aggregate_metadata')),
     sa.UniqueConstraint('aggregate_id', 'key', 'deleted', name='uniq_aggregate_metadata0aggregate_id0key0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('aggregate_metadata', schema=None) as batch_op:
@@ -1533,6 +1561,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['instance_uuid'], ['instances.uuid'], name=op.f('fk_block_device_mapping_instance_uuid_instances')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_block_device_mapping')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('block_device_mapping', schema=None) as batch_op:
@@ -1573,6 +1602,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['service_id'], ['services.id'], name=op.f('fk_compute_nodes_service_id_services')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_compute_nodes')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('compute_nodes', schema=None) as batch_op:
@@ -1592,6 +1622,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['instance_uuid'], ['instances.uuid'], name=op.f('fk_consoles_instance_uuid_instances')),
     sa.ForeignKeyConstraint(['pool_id'], ['console_pools.id'], name=op.f('fk_consoles_pool_id_console_pools')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_consoles')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('consoles', schema=None) as batch_op:
@@ -1614,6 +1645,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['instance_uuid'], ['instances.uuid'], name=op.f('fk_fixed_ips_instance_uuid_instances')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_fixed_ips')),
     sa.UniqueConstraint('address', 'deleted', name='uniq_fixed_ips0address0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('fixed_ips', schema=None) as batch_op:
@@ -1642,6 +1674,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['instance_uuid'], ['instances.uuid'], name=op.f('fk_instance_actions_instance_uuid_instances')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_instance_actions')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('instance_actions', schema=None) as batch_op:
@@ -1661,6 +1694,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['instance_uuid'], ['instances.uuid'], name=op.f('fk_instance_faults_instance_uuid_instances')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_instance_faults')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('instance_faults', schema=None) as batch_op:
@@ -1677,6 +1711,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['group_id'], ['instance_groups.id'], name=op.f('fk_instance_group_member_group_id_instance_groups')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_instance_group_member')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('instance_group_member', schema=None) as batch_op:
@@ -1693,6 +1728,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['group_id'], ['instance_groups.id'], name=op.f('fk_instance_group_metadata_group_id_instance_groups')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_instance_group_metadata')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('instance_group_metadata', schema=None) as batch_op:
@@ -1708,6 +1744,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['group_id'], ['instance_groups.id'], name=op.f('fk_instance_group_policy_group_id_instance_groups')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_instance_group_policy')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('instance_group_policy', schema=None) as batch_op:
@@ -1724,6 +1761,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['instance_uuid'], ['instances.uuid'], name=op.f('fk_instance_info_caches_instance_uuid_instances')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_instance_info_caches')),
     sa.UniqueConstraint('instance_uuid', name='uniq_instance_info_caches0instance_uuid'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('instance_metadata',
@@ -1737,6 +1775,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['instance_uuid'], ['instances.uuid'], name=op.f('fk_instance_metadata_instance_uuid_instances')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_instance_metadata')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('instance_metadata', schema=None) as batch_op:
@@ -1753,6 +1792,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['instance_uuid'], ['instances.uuid'], name=op.f('fk_instance_system_metadata_instance_uuid_instances')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_instance_system_metadata')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('instance_system_metadata', schema=None) as batch_op:
@@ -1770,6 +1810,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['instance_type_id'], ['instance_types.id'], name=op.f('fk_instance_type_extra_specs_instance_type_id_instance_types')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_instance_type_extra_specs')),
     sa.UniqueConstraint('instance_type_id', 'key', 'deleted', name='uniq_instance_type_extra_specs0instance_type_id0key0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('instance_type_extra_specs', schema=None) as batch_op:
@@ -1786,6 +1827,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['instance_type_id'], ['instance_types.id'], name=op.f('fk_instance_type_projects_instance_type_id_instance_types')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_instance_type_projects')),
     sa.UniqueConstraint('instance_type_id', 'project_id', 'deleted', name='uniq_instance_type_projects0instance_type_id0project_id0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('iscsi_targets',
@@ -1799,6 +1841,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['volume_id'], ['volumes.id'], name=op.f('fk_iscsi_targets_volume_id_volumes')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_iscsi_targets')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('iscsi_targets', schema=None) as batch_op:
@@ -1823,6 +1866,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['instance_uuid'], ['instances.uuid'], name=op.f('fk_migrations_instance_uuid_instances')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_migrations')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('migrations', schema=None) as batch_op:
@@ -1844,6 +1888,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['usage_id'], ['quota_usages.id'], name=op.f('fk_reservations_usage_id_quota_usages')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_reservations')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('reservations', schema=None) as batch_op:
@@ -1861,6 +1906,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['instance_uuid'], ['instances.uuid'], name=op.f('fk_security_group_instance_association_instance_uuid_instances')),
     sa.ForeignKeyConstraint(['security_group_id'], ['security_groups.id'], name=op.f('fk_security_group_instance_association_security_group_id_security_groups')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_security_group_instance_association')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('security_group_instance_association', schema=None) as batch_op:
@@ -1881,6 +1927,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['group_id'], ['security_groups.id'], name=op.f('fk_security_group_rules_group_id_security_groups')),
     sa.ForeignKeyConstraint(['parent_group_id'], ['security_groups.id'], name=op.f('fk_security_group_rules_parent_group_id_security_groups')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_security_group_rules')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('virtual_interfaces',
@@ -1896,6 +1943,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['instance_uuid'], ['instances.uuid'], name=op.f('fk_virtual_interfaces_instance_uuid_instances')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_virtual_interfaces')),
     sa.UniqueConstraint('address', 'deleted', name='uniq_virtual_interfaces0address0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('virtual_interfaces', schema=None) as batch_op:
@@ -1918,6 +1966,7 @@ def upgrade() -> None:
     sa.Column('updated_at', dblayer.core.types.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['action_id'], ['instance_actions.id'], name=op.f('fk_instance_actions_events_action_id_instance_actions')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_instance_actions_events')),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     op.create_table('pci_devices',
@@ -1939,6 +1988,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['compute_node_id'], ['compute_nodes.id'], name=op.f('fk_pci_devices_compute_node_id_compute_nodes')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_pci_devices')),
     sa.UniqueConstraint('compute_node_id', 'address', 'deleted', name='uniq_pci_devices0compute_node_id0address0deleted'),
+    sqlite_autoincrement=True,
     **exact_text(),
     )
     with op.batch_alter_table('pci_devices', schema=None) as batch_op:
