@@ -107,9 +107,10 @@ class RawGet:
 # What instance_get_by_uuid could cost with the suggestions of the benchmark report applied:
 # a read-only Core unit (no ORM Session; plain BEGIN on SQLite), the four statements compiled
 # once per dialect and run on the driver cursor (no per-statement SQLAlchemy work), result
-# conversions only where a column type has one (the CIDR one cached), and the rows made into
-# the same detached model objects the API returns. Timed against raw only when
-# DBLAYER_BENCH_NOVA_PROTOTYPE=1.
+# conversions only where a column type has one (the CIDR one cached), and the row tuples made
+# into detached model objects holding the same values as the API's (relationships as plain
+# lists: not the instrumented collections a Session would want back). Timed against raw only
+# when DBLAYER_BENCH_NOVA_PROTOTYPE=1.
 
 
 class _Compiled:
