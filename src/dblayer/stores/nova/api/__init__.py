@@ -6,106 +6,54 @@ database chosen by ``configure`` (see ``facade``); the modules group them by are
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from dblayer.core import Database
 
 from ..facade import bound_to, configure, create_schema, get_database
-from . import (
-    actions,
-    agent_builds,
-    aggregates,
-    archive,
-    block_devices,
-    cells,
-    certificates,
-    compute_nodes,
-    consoles,
-    dns_domains,
-    ec2,
-    fixed_ips,
-    flavors,
-    floating_ips,
-    instance_groups,
-    instance_lists,
-    instances,
-    key_pairs,
-    migrations,
-    networks,
-    pci_devices,
-    provider_fw_rules,
-    quotas,
-    security_groups,
-    services,
-    task_log,
-    usage_caches,
-    virtual_interfaces,
-)
 from ._base import MAX_INT
-from .actions import *  # noqa: F403
-from .agent_builds import *  # noqa: F403
-from .aggregates import *  # noqa: F403
-from .archive import *  # noqa: F403
-from .block_devices import *  # noqa: F403
-from .cells import *  # noqa: F403
-from .certificates import *  # noqa: F403
-from .compute_nodes import *  # noqa: F403
-from .consoles import *  # noqa: F403
-from .dns_domains import *  # noqa: F403
-from .ec2 import *  # noqa: F403
-from .fixed_ips import *  # noqa: F403
-from .flavors import *  # noqa: F403
-from .floating_ips import *  # noqa: F403
-from .instance_groups import *  # noqa: F403
-from .instance_lists import *  # noqa: F403
-from .instances import *  # noqa: F403
-from .key_pairs import *  # noqa: F403
-from .migrations import *  # noqa: F403
-from .networks import *  # noqa: F403
-from .pci_devices import *  # noqa: F403
-from .provider_fw_rules import *  # noqa: F403
-from .quotas import *  # noqa: F403
-from .security_groups import *  # noqa: F403
-from .services import *  # noqa: F403
-from .task_log import *  # noqa: F403
-from .usage_caches import *  # noqa: F403
-from .virtual_interfaces import *  # noqa: F403
 
-_MODULES = (
-    actions,
-    agent_builds,
-    aggregates,
-    archive,
-    block_devices,
-    cells,
-    certificates,
-    compute_nodes,
-    consoles,
-    dns_domains,
-    ec2,
-    fixed_ips,
-    flavors,
-    floating_ips,
-    instance_groups,
-    instance_lists,
-    instances,
-    key_pairs,
-    migrations,
-    networks,
-    pci_devices,
-    provider_fw_rules,
-    quotas,
-    security_groups,
-    services,
-    task_log,
-    usage_caches,
-    virtual_interfaces,
+# The modules, one per area of nova's API.
+_MODULES = tuple(
+    importlib.import_module(f".{name}", __name__)
+    for name in (
+        "actions",
+        "agent_builds",
+        "aggregates",
+        "archive",
+        "block_devices",
+        "cells",
+        "certificates",
+        "compute_nodes",
+        "consoles",
+        "dns_domains",
+        "ec2",
+        "fixed_ips",
+        "flavors",
+        "floating_ips",
+        "instance_groups",
+        "instance_lists",
+        "instances",
+        "key_pairs",
+        "migrations",
+        "networks",
+        "pci_devices",
+        "provider_fw_rules",
+        "quotas",
+        "security_groups",
+        "services",
+        "task_log",
+        "usage_caches",
+        "virtual_interfaces",
+    )
 )
 
-# Every documented function, by name.
+# Every documented function, by name, and each one a name of this package (as nova's were).
 FUNCTIONS: dict[str, Any] = {
     name: getattr(module, name) for module in _MODULES for name in module.__all__
 }
+globals().update(FUNCTIONS)
 
 
 class NovaDBAPI:
