@@ -23,10 +23,12 @@ from . import (
     bulk_insert,
     claims,
     compare_and_set,
+    copy_jobman,
     filtered_query,
     jobman_claim_jobs,
     jobman_query_jobs,
     jobman_save_jobs,
+    nova_archive,
     nova_compute_node_statistics,
     nova_fixed_ip_associate_pool,
     nova_instance_create,
@@ -65,6 +67,8 @@ CASES: dict[str, Callable[[Context], None]] = {
     "nova_service_get_by_compute_host": nova_service_get_by_compute_host.run,
     "nova_compute_node_statistics": nova_compute_node_statistics.run,
     "nova_quota_reserve": nova_quota_reserve.run,
+    "copy_jobman": copy_jobman.run,
+    "nova_archive": nova_archive.run,
 }
 
 

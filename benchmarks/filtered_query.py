@@ -59,7 +59,11 @@ def run(ctx: Context) -> None:
         with raw_transaction(backend, raw_conn) as cur:
             for status, low in batch:
                 cur.execute(sql, (status, low))
-                total += len(cur.fetchall())
+                # Rows as dicts, as fetch_query returns them (the fastest hand-written way).
+                rows = [
+                    {"id": i, "name": n, "status": s, "score": c} for i, n, s, c in cur.fetchall()
+                ]
+                total += len(rows)
         fetched["raw"] = total
 
     try:

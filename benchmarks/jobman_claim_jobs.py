@@ -1,5 +1,12 @@
 """jobman_claim_jobs: worker processes claim PENDING jobs with WorkerSqliteDAO.claim_jobs.
 
+Claims are leased (the claiming worker, the lease's end on the database's clock and the
+status claimed from are written with the status), on both sides. The raw side does what
+the DAO does for a query without ``order_by``: on SQLite and PostgreSQL one ``UPDATE ...
+WHERE key IN (SELECT ... LIMIT n) RETURNING`` (the select ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, in ``BEGIN IMMEDIATE`` on SQLite); on MariaDB ``SELECT ... FOR UPDATE SKIP
+LOCKED``, ``UPDATE`` and ``SELECT`` of the rows.
+
 As in the claims case, each worker is a spawned process with its own DAO and its own
 driver connection, all released at once; the time runs from the first worker's start
 to the last one's finish. Batch size 1 claims fewer jobs (JOBS_B1): one transaction
@@ -40,32 +47,48 @@ def claim_ours(dao: Any, batch: int, status: str = "PENDING") -> list[str]:
     return got
 
 
+# The database's clock in seconds since the epoch, as the DAO's lease uses it.
+CLOCK = {
+    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+    "postgresql": "CAST(EXTRACT(EPOCH FROM statement_timestamp()) AS DOUBLE PRECISION)",
+    "mariadb": "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) / 1e6)",
+}
+RAW_WORKER = "bench-raw"
+LEASE_SECONDS = 300.0
+
+
 def claim_raw(backend: Backend, conn: Any, batch: int, status: str = "PENDING") -> list[str]:
-    """The DAO's algorithm by hand (as in benchmarks/claims.py); the keys this worker got."""
+    """The DAO's algorithm by hand (see above), its lease included: the
+    status claimed from, the worker and the lease's end; the keys this worker got."""
     m, key, st = backend.mark, quote(backend, "key"), quote(backend, "status")
     pick = f"SELECT {key} FROM {TABLE} WHERE {st} = {m} AND ({st} IS NULL OR {st} <> {m}) LIMIT {m}"
     modified = quote(backend, "modified")
+    # The saved status first: MariaDB assigns left to right.
+    sets = (
+        f"claimed_from = {st}, {st} = {m}, {modified} = {m}, claimed_by = {m}, "
+        f"claim_expires = {CLOCK[backend.name]} + {m}"
+    )
     got: list[str] = []
     while True:
-        if backend.name == "postgresql":
-            with raw_transaction(backend, conn) as cur:
+        claimed = ("CLAIMED", time.time(), RAW_WORKER, LEASE_SECONDS)
+        if backend.name != "mariadb":
+            lock = " FOR UPDATE SKIP LOCKED" if backend.name == "postgresql" else ""
+            with raw_transaction(backend, conn, immediate=True) as cur:
                 cur.execute(
-                    f"UPDATE {TABLE} SET {st} = %s, {modified} = %s WHERE {key} IN ({pick} "
-                    f"FOR UPDATE SKIP LOCKED) RETURNING {column_list(backend)}",
-                    ("CLAIMED", time.time(), status, "CLAIMED", batch),
+                    f"UPDATE {TABLE} SET {sets} WHERE {key} IN ({pick}{lock}) "
+                    f"RETURNING {column_list(backend)}",
+                    (*claimed, status, "CLAIMED", batch),
                 )
                 rows = raw_dicts(cur.fetchall())
         else:
-            lock = " FOR UPDATE SKIP LOCKED" if backend.name == "mariadb" else ""
-            with raw_transaction(backend, conn, immediate=True) as cur:
-                cur.execute(pick + lock, (status, "CLAIMED", batch))
+            with raw_transaction(backend, conn) as cur:
+                cur.execute(pick + " FOR UPDATE SKIP LOCKED", (status, "CLAIMED", batch))
                 keys = [row[0] for row in cur.fetchall()]
                 rows = []
                 if keys:
                     marks = backend.marks(len(keys))
                     cur.execute(
-                        f"UPDATE {TABLE} SET {st} = {m}, {modified} = {m} WHERE {key} IN ({marks})",
-                        ("CLAIMED", time.time(), *keys),
+                        f"UPDATE {TABLE} SET {sets} WHERE {key} IN ({marks})", (*claimed, *keys)
                     )
                     cur.execute(
                         f"SELECT {column_list(backend)} FROM {TABLE} WHERE {key} IN ({marks})",

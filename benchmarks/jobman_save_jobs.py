@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .jobman_common import TABLE, dao_tables, insert_sql, raw_params, sample_jobs
-from .runner import Context, Result, measure, raw_transaction
+from .runner import Context, Result, empty_table, measure, raw_transaction
 
 JOBS = 100_000
 TARGET = 1.5
@@ -24,8 +24,9 @@ def run(ctx: Context) -> None:
             table = dao.orms["job"].table
 
             def reset() -> None:
-                with db.transaction() as conn:
-                    conn.execute(sa.delete(table))
+                # TRUNCATE on the servers: DELETE's dead rows would slow whichever side runs
+                # later (an upsert checks its keys against them).
+                empty_table(db, table)
 
             def count() -> int:
                 with db.transaction(readonly=True) as conn:

@@ -8,8 +8,10 @@ transaction per call:
 
 - PostgreSQL: ``UPDATE fixed_ips SET ... WHERE id = (SELECT id ... ORDER BY id LIMIT 1
   FOR UPDATE SKIP LOCKED) RETURNING <columns>``;
-- MariaDB: ``SELECT id ... FOR UPDATE SKIP LOCKED``, ``UPDATE``, ``SELECT <columns>``;
-- SQLite: ``BEGIN IMMEDIATE``, ``SELECT id``, ``UPDATE ... RETURNING <columns>``.
+- MariaDB (no UPDATE ... RETURNING): ``SELECT <columns> ... ORDER BY id LIMIT 1 FOR
+  UPDATE SKIP LOCKED``, then ``UPDATE`` of that row by id;
+- SQLite: ``BEGIN IMMEDIATE`` (the writer holds the database), then the same ``UPDATE ...
+  WHERE id = (SELECT id ... ORDER BY id LIMIT 1) RETURNING <columns>``.
 
 Both sides return the row as a Python object (ours: nova's model object; raw: a dict).
 Each worker is a spawned process with its own connection; the time runs from the first

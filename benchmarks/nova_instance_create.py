@@ -5,9 +5,11 @@ the association with the project's 'default' security group and the EC2 id mappi
 in one transaction. The 'default' group is created once up front; both sides look it
 up on every call. The raw side sends, per call: BEGIN (IMMEDIATE on SQLite, as dblayer
 does for writes), the group lookup (with its rules, as nova returns the group), the
-instance INSERT (reading its id back), the info cache INSERT, one executemany each for
-metadata and system metadata, the association and mapping INSERTs, COMMIT; with the
-same uuid4 and timestamp work, and returns the instance as a dict with its children.
+instance INSERT and the info cache INSERT (each reading its id back), one multi-row
+INSERT each for metadata and system metadata reading their ids back (RETURNING; SQLite:
+last_insert_rowid(), its rows being numbered consecutively), the association and
+mapping INSERTs, COMMIT; with the same uuid4 and timestamp work, and returns the
+instance as a dict with its children, ids included (what instance_create returns).
 """
 
 from __future__ import annotations
@@ -75,15 +77,16 @@ class RawCreate:
             "LEFT OUTER JOIN security_group_rules r ON r.parent_group_id = g.id AND r.deleted = 0 "
             f"WHERE g.project_id = {m} AND g.name = {m} AND g.deleted = 0 ORDER BY g.id, r.id"
         )
-        child = (
-            f"(created_at, deleted, instance_uuid, {q('key')}, value) VALUES ({self.sql.marks(5)})"
-        )
-        self.insert_meta = f"INSERT INTO instance_metadata {child}"
-        self.insert_sysmeta = f"INSERT INTO instance_system_metadata {child}"
+        self.child_columns = f"(created_at, deleted, instance_uuid, {q('key')}, value)"
+        # The multi-row INSERT of n children per table, built once per n.
+        self._insert_children: dict[tuple[str, int], str] = {}
+        self.returning = space.backend.name != "sqlite"
         self.insert_cache = (
             "INSERT INTO instance_info_caches (created_at, deleted, instance_uuid, network_info) "
             f"VALUES ({self.sql.marks(4)})"
         )
+        if space.backend.name == "postgresql":
+            self.insert_cache += " RETURNING id"
         self.insert_assoc = (
             "INSERT INTO security_group_instance_association "
             f"(created_at, deleted, security_group_id, instance_uuid) VALUES ({self.sql.marks(4)})"
@@ -117,6 +120,27 @@ class RawCreate:
             self._insert_instance[keys] = sql
         return sql
 
+    def insert_children(
+        self, cur: Any, table: str, uid: str, now: Any, pairs: dict[str, Any]
+    ) -> dict[str, int]:
+        """One multi-row INSERT of the (key, value) rows of ``table``; {key: its new id}."""
+        if not pairs:
+            return {}
+        n = len(pairs)
+        sql = self._insert_children.get((table, n))
+        if sql is None:
+            rows = ", ".join([f"({self.sql.marks(5)})"] * n)
+            sql = f"INSERT INTO {table} {self.child_columns} VALUES {rows}"
+            if self.returning:
+                sql += f" RETURNING id, {self.sql.quote('key')}"
+            self._insert_children[(table, n)] = sql
+        cur.execute(sql, [x for k, v in pairs.items() for x in (now, 0, uid, k, v)])
+        if self.returning:
+            return {key: ident for ident, key in cur.fetchall()}
+        cur.execute("SELECT last_insert_rowid()")
+        last = cur.fetchone()[0]
+        return dict(zip(pairs, range(last - n + 1, last + 1), strict=True))
+
     def create(self, values: dict[str, Any]) -> dict[str, Any]:
         """One call in its own transaction; the new instance as a dict with its children."""
         values = dict(values)
@@ -144,23 +168,24 @@ class RawCreate:
             instance_id = cur.fetchone()[0] if self.backend.name == "postgresql" else cur.lastrowid
             network_info = (children.get("info_cache") or {}).get("network_info")
             cur.execute(self.insert_cache, (now, 0, uid, network_info))
+            cache_id = cur.fetchone()[0] if self.backend.name == "postgresql" else cur.lastrowid
             metadata = children.get("metadata") or {}
             system_metadata = children.get("system_metadata") or {}
-            if metadata:
-                cur.executemany(
-                    self.insert_meta, [(now, 0, uid, k, v) for k, v in metadata.items()]
-                )
-            if system_metadata:
-                cur.executemany(
-                    self.insert_sysmeta, [(now, 0, uid, k, v) for k, v in system_metadata.items()]
-                )
+            meta_ids = self.insert_children(cur, "instance_metadata", uid, now, metadata)
+            sysmeta_ids = self.insert_children(
+                cur, "instance_system_metadata", uid, now, system_metadata
+            )
             if names:
                 cur.execute(self.insert_assoc, (now, 0, group["id"], uid))
             cur.execute(self.insert_mapping, (now, 0, uid))
         values.update(id=instance_id, created_at=created, deleted=0)
-        values["info_cache"] = {"instance_uuid": uid, "network_info": network_info}
-        values["metadata"] = [{"key": k, "value": v} for k, v in metadata.items()]
-        values["system_metadata"] = [{"key": k, "value": v} for k, v in system_metadata.items()]
+        values["info_cache"] = {"id": cache_id, "instance_uuid": uid, "network_info": network_info}
+        values["metadata"] = [
+            {"id": meta_ids[k], "key": k, "value": v} for k, v in metadata.items()
+        ]
+        values["system_metadata"] = [
+            {"id": sysmeta_ids[k], "key": k, "value": v} for k, v in system_metadata.items()
+        ]
         values["security_groups"] = [group] if names else []
         return values
 

@@ -51,6 +51,9 @@ def run(ctx: Context) -> None:
             for key in batch:
                 cur.execute(sql, (key,))
                 row = cur.fetchone()
+                if row is not None:  # a dict, as PreparedQuery.first returns it
+                    i, n, s, c = row
+                    row = {"id": i, "name": n, "status": s, "score": c}
                 hits += row is not None
         found["raw"] = hits
 

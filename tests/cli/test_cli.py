@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dblayer.core import Database
+from dblayer.core import Database, migrations
 from dblayer.stores.blitz import Reading, Session
 from dblayer.stores.nova import NovaDBAPI, RequestContext
 from dblayer.stores.nova.facade import create_schema
@@ -78,7 +78,7 @@ def db(url: str) -> Any:
 def test_entry_point_is_installed() -> None:
     assert DBLAYER.exists()
     proc = run_ok("--help")
-    for command in ("info", "archive", "purge", "demo"):
+    for command in ("info", "db", "jobs", "archive", "purge", "copy", "demo"):
         assert command in proc.stdout
 
 
@@ -119,9 +119,29 @@ def test_demo(url: str, db: Database) -> None:
     assert stores["blitz"]["tables"]["reading"] >= 25
     assert stores["nova"]["archived_rows"] >= 1
     assert len(stores["nova"]["tables"]) == len(NOVA.tables)
-    assert "nanny" not in stores and "topchef" not in stores
+    # Every schema the demo made came from its store's migrations, at head.
+    heads = {store: migrations.heads(store)[0] for store in ("nanny", "blitz", "nova", "jobman")}
+    assert out["schemas"] == {
+        "nanny": heads["nanny"],
+        "blitz": heads["blitz"],
+        "nova": heads["nova"],
+        "jobman (demo_*)": heads["jobman"],
+    }
+    for store, head in heads.items():
+        assert (stores[store]["revision"], stores[store]["head"]) == (head, head)
+        assert stores[store]["up_to_date"] is True
+    assert migrations.current(db, "jobman", dao="worker", table_prefix="demo_") == heads["jobman"]
+    assert stores["nanny"]["rows"] == 0
+    assert "topchef" not in stores  # its "services" table is nova's too: not in the demo
     text = run_ok("info", "--url", url).stdout
     assert "nova" in text and "jobman (demo_*)" in text and db.facts.driver in text
+    assert f"{heads['nova']} (head)" in text
+    assert (
+        "schemas nanny, blitz, nova, jobman (demo_*) at head"
+        in run_ok(
+            "demo", "--url", url, "--workers", "2", "--jobs", "10", "--redis-url", REDIS_URL
+        ).stdout
+    )
 
 
 def _instances(db: Database, live: int, destroyed: int) -> list[str]:

@@ -24,6 +24,19 @@ jobs = sa.Table(
     sa.Column("updated_at", UTCDateTime(), onupdate=utcnow),
 )
 
+# A queue with leases: claims record their worker and lease end, and the status they took
+# the row from (``claimed_from``), so that a requeue can put it back.
+leased = sa.Table(
+    "cl_leased",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("claimed_by", sa.String(100)),
+    sa.Column("lease_expires", sa.Double),
+    sa.Column("claimed_from", sa.String(20)),
+)
+
 # A table with a composite primary key (claims refuse it; upserts key on both columns).
 pairs = sa.Table(
     "cl_pairs",

@@ -281,6 +281,42 @@ def test_boolean_deleted_and_a_string_key(tables):
     assert ids(db, ar_domains) == ["kept.example"]
 
 
+def test_before_archives_only_rows_deleted_earlier(tables):
+    db = tables
+    later = T1 + dt.timedelta(seconds=1)
+    insert(
+        db,
+        ar_parents,
+        parent(1, False),
+        parent(2, True, T0),
+        parent(3, True, T1),
+        parent(4, True, T2),
+    )
+    # 41 went before its parent; 31 after the cut-off, so its parent 3 must wait.
+    insert(db, ar_children, child(31, 3, True, T2), child(41, 4, True, T0))
+    # A deleted row without a time is not "deleted before" anything.
+    insert(db, ar_domains, {"domain": "gone.example", "deleted": True, "deleted_at": None})
+    counts = archive_deleted_rows(db, ar_metadata, before=later, batch_size=1)
+    assert counts == {"ar_children": 1, "ar_parents": 1}
+    assert ids(db, shadow["ar_children"]) == [41]
+    assert ids(db, shadow["ar_parents"]) == [2]
+    assert ids(db, ar_domains) == ["gone.example"]
+    # An aware datetime means the same instant: T2 + 1 s at +02:00.
+    aware = (T2 + dt.timedelta(hours=2, seconds=1)).replace(
+        tzinfo=dt.timezone(dt.timedelta(hours=2))
+    )
+    assert archive_table(db, ar_metadata, "ar_parents", before=aware) == 1  # 4; 3 waits for 31
+    assert ids(db, ar_parents) == [1, 3]
+    assert archive_table(db, ar_metadata, "ar_domains", before=aware) == 0
+    assert archive_deleted_rows(db, ar_metadata, before=T0) == {}
+    assert archive_deleted_rows(db, ar_metadata) == {
+        "ar_children": 1,
+        "ar_parents": 1,
+        "ar_domains": 1,
+    }
+    assert ids(db, ar_parents) == [1]
+
+
 def test_a_reference_from_outside_the_metadata_stops_the_table_without_error(tables):
     """Archiving with a MetaData that does not know the children: the foreign key refuses
     the delete, the batch is undone and the table is left for later."""
@@ -366,6 +402,9 @@ def test_purge_without_before_removes_everything(tables):
         lambda db: archive_table(db, ar_metadata, "ar_parents", batch_size=0),
         lambda db: archive_table(db, ar_metadata, "ar_parents", batch_size=2.0),
         lambda db: archive_table(db, ar_metadata, "ar_parents", prefix=""),
+        lambda db: archive_table(db, ar_metadata, "ar_parents", before="2030-01-01"),
+        lambda db: archive_deleted_rows(db, ar_metadata, before=dt.date(2030, 1, 1)),
+        lambda db: archive_deleted_rows(db, ar_metadata, before=1_900_000_000),
         lambda db: purge_shadow_tables(db, ar_metadata, before="2020-01-01"),
         lambda db: purge_shadow_tables(db, ar_metadata, before=dt.date(2020, 1, 1)),
         lambda db: purge_shadow_tables(db, ar_metadata, batch_size=0),

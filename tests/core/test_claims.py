@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from dblayer.core import ConflictError, Database, InvalidQuery, claim
+from dblayer.core.claims import PreparedClaim, QueryClaims
 from tests.core import claims_schema as cs
 from tests.core.concurrency import claim_until_empty, run_processes, run_threads, shared_database
 
@@ -256,6 +257,209 @@ def test_claim_in_a_committed_transaction_is_kept(tables):
     assert all(r["status"] == "CLAIMED" for r in all_rows(db))
 
 
+# -- prepared claims ------------------------------------------------------------------------
+
+# A worker's claim: its name and the status it claims from are parameters of each run.
+TAKE = {"status": "CLAIMED", "worker": sa.bindparam("worker")}
+FROM = jobs.c.status == sa.bindparam("from_status")
+PENDING_FILTER = {"field": "status", "op": "=", "arg": "PENDING"}
+
+
+def stored_status(db: Database) -> dict[int, tuple[str, str | None]]:
+    return {r["id"]: (r["status"], r["worker"]) for r in all_rows(db)}
+
+
+def test_a_prepared_claim_runs_with_new_values_each_time(tables):
+    db = tables
+    add_jobs(db, 5, payload={"n": [1]})
+    take = PreparedClaim(jobs, TAKE, where=[FROM], order_by=[jobs.c.id.desc()], limit=2)
+    first = take.run(db, {"worker": "w1", "from_status": "PENDING"})
+    second = take.run(db, {"worker": "w2", "from_status": "PENDING"})
+    assert [r["id"] for r in first] == [5, 4] and [r["id"] for r in second] == [3, 2]
+    stored = {r["id"]: r for r in all_rows(db)}
+    assert first + second == [stored[i] for i in (5, 4, 3, 2)]
+    assert all(r["payload"] == {"n": [1]} for r in first)
+    assert all(r["updated_at"] is not None for r in first)  # the column's onupdate ran
+    assert stored[1]["status"] == "PENDING" and stored[1]["updated_at"] is None
+    assert [stored[i]["worker"] for i in (5, 4, 3, 2)] == ["w1", "w1", "w2", "w2"]
+    assert take.run(db, {"worker": "w3", "from_status": "EXECUTED"}) == []
+    assert [r["id"] for r in take.run(db, {"worker": "w3", "from_status": "PENDING"})] == [1]
+    assert take.run(db, {"worker": "w3", "from_status": "PENDING"}) == []
+
+
+def test_a_prepared_claim_without_order_takes_limit_matching_rows(tables):
+    db = tables
+    add_jobs(db, 6)
+    take = PreparedClaim(jobs, TAKE, where=[FROM, jobs.c.priority < 5], limit=3)
+    rows = take.run(db, {"worker": "w1", "from_status": "PENDING"})
+    assert len(rows) == 3 and {r["id"] for r in rows} <= {1, 2, 3, 4}
+    stored = {r["id"]: r for r in all_rows(db)}
+    assert sorted(rows, key=lambda r: r["id"]) == [
+        stored[r["id"]] for r in sorted(rows, key=lambda r: r["id"])
+    ]
+    rest = PreparedClaim(jobs, TAKE, where=[FROM], limit=None).run(
+        db, {"worker": "w2", "from_status": "PENDING"}
+    )
+    assert sorted(r["id"] for r in rows + rest) == [1, 2, 3, 4, 5, 6]
+    assert all(status == "CLAIMED" for status, _ in stored_status(db).values())
+
+
+@pytest.mark.parametrize("count", [1, 3, 500, 1100])
+def test_a_prepared_claim_of_many_rows_keeps_their_order(tables, count):
+    db = tables
+    add_jobs(db, 1200)
+    take = PreparedClaim(jobs, TAKE, where=[FROM], order_by=[jobs.c.id.desc()], limit=count)
+    rows = take.run(db, {"worker": "w1", "from_status": "PENDING"})
+    assert [r["id"] for r in rows] == list(range(1200, 1200 - count, -1))
+    assert sum(status == "CLAIMED" for status, _ in stored_status(db).values()) == count
+
+
+def test_a_prepared_claim_takes_in_lists_of_fixed_values(tables):
+    db = tables
+    add_jobs(db, 6)  # priority = id % 7
+    args = {"worker": "w1", "from_status": "PENDING"}
+    where = [jobs.c.id.in_([2, 4, 5]), jobs.c.priority.not_in([4]), FROM]
+    assert sorted(
+        r["id"] for r in PreparedClaim(jobs, TAKE, where=where, limit=None).run(db, args)
+    ) == [2, 5]
+    assert PreparedClaim(jobs, TAKE, where=[jobs.c.id.in_([])], limit=None).run(db, args) == []
+    rest = PreparedClaim(jobs, TAKE, where=[jobs.c.id.not_in([]), FROM], limit=None).run(db, args)
+    assert sorted(r["id"] for r in rest) == [1, 3, 4, 6]
+    with pytest.raises(InvalidQuery, match="IN lists of fixed values only, not 'ids'"):
+        PreparedClaim(jobs, TAKE, where=[jobs.c.id.in_(sa.bindparam("ids", expanding=True))])
+
+
+def test_a_prepared_claim_returns_the_columns_asked_for(tables):
+    db = tables
+    add_jobs(db, 2)
+    take = PreparedClaim(
+        jobs, TAKE, where=[FROM], order_by=[jobs.c.id], returning=[jobs.c.worker, jobs.c.id]
+    )
+    assert take.run(db, {"worker": "w1", "from_status": "PENDING"}) == [{"worker": "w1", "id": 1}]
+    with pytest.raises(InvalidQuery, match="including its primary key"):
+        PreparedClaim(jobs, TAKE, returning=[jobs.c.worker])
+    with pytest.raises(InvalidQuery, match="including its primary key"):
+        PreparedClaim(jobs, TAKE, returning=[jobs.c.id, cs.servers.c.host])
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"worker": "w1"}, "from_status"),
+        ([("worker", "w1")], "params must be a dict"),
+        ("worker=w1", "params must be a dict"),
+    ],
+    ids=["missing", "list", "str"],
+)
+def test_bad_parameters_of_a_prepared_claim_are_refused(tables, params, match):
+    db = tables
+    add_jobs(db, 3)
+    take = PreparedClaim(jobs, TAKE, where=[FROM], order_by=[jobs.c.id])
+    with pytest.raises(InvalidQuery, match=match):
+        take.run(db, params)
+    with pytest.raises(InvalidQuery, match="go with a lease"):
+        take.run(db, {"worker": "w1", "from_status": "PENDING"}, worker="w1")
+    assert all(s == ("PENDING", None) for s in stored_status(db).values())
+
+
+def test_a_bad_prepared_claim_is_refused_when_built(tables):
+    with pytest.raises(InvalidQuery, match="limit"):
+        PreparedClaim(jobs, TAKE, limit=-1)
+    with pytest.raises(InvalidQuery, match="unknown columns"):
+        PreparedClaim(jobs, {"nope": 1})
+    with pytest.raises(InvalidQuery, match="the claim's own"):
+        PreparedClaim(jobs, {"status": sa.bindparam("dblayer_q0")})
+    with pytest.raises(InvalidQuery, match="where"):
+        PreparedClaim(jobs, TAKE, where="status = 'PENDING'")
+    with pytest.raises(InvalidQuery, match="single-column primary key"):
+        PreparedClaim(cs.pairs, {"status": "CLAIMED"})
+    # An onupdate that reads SQLAlchemy's execution context: only claim() can run it.
+    contextual = sa.Table(
+        "cl_not_created",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("status", sa.String(20)),
+        sa.Column("seen", sa.Integer, onupdate=lambda context: 1),
+    )
+    with pytest.raises(InvalidQuery, match="onupdate of 'seen'"):
+        PreparedClaim(contextual, {"status": "CLAIMED"})
+
+
+def test_a_prepared_claim_refusing_a_value_changes_nothing(tables):
+    db = tables
+    add_jobs(db, 3)
+    take = PreparedClaim(jobs, {"status": sa.bindparam("status")}, where=[PENDING], limit=None)
+    with pytest.raises(ConflictError):
+        take.run(db, {"status": None})
+    assert all(s == ("PENDING", None) for s in stored_status(db).values())
+
+
+def test_a_prepared_claim_joins_an_open_transaction(tables):
+    db = tables
+    add_jobs(db, 3)
+    take = PreparedClaim(jobs, TAKE, where=[FROM], limit=None)
+    with pytest.raises(RuntimeError), db.transaction() as conn:
+        conn.execute(sa.insert(jobs), [{"id": 100, "status": "PENDING"}])
+        rows = take.run(db, {"worker": "w1", "from_status": "PENDING"})
+        assert sorted(r["id"] for r in rows) == [1, 2, 3, 100]
+        raise RuntimeError("roll back")
+    assert stored_status(db) == {i: ("PENDING", None) for i in (1, 2, 3)}
+
+
+def test_query_claims_claim_by_dict_queries(tables):
+    db = tables
+    add_jobs(db, 10)
+    claims = QueryClaims(jobs, TAKE, allowed_fields=("status", "priority", "id"))
+    pending = PENDING_FILTER
+    query = {"filters": [pending], "order_by": {"field": "id", "direction": "DESC"}, "limit": 2}
+    assert [r["id"] for r in claims.claim(db, query, {"worker": "w1"})] == [10, 9]
+    assert [r["id"] for r in claims.claim(db, query, {"worker": "w2"})] == [8, 7]
+    # IN lists of several lengths, each a shape of its own.
+    for ids in ([1], [2, 3], [4, 5, 6]):
+        in_ids = {"filters": [pending, {"field": "id", "op": "IN", "arg": ids}]}
+        assert sorted(r["id"] for r in claims.claim(db, in_ids, {"worker": "w3"})) == ids
+    assert (
+        claims.claim(db, {"filters": [{"field": "id", "op": "IN", "arg": []}]}, {"worker": "x"})
+        == []
+    )
+    assert claims.claim(db, {"limit": 0}, {"worker": "x"}) == []
+    assert [r["id"] for r in claims.claim(db, {"filters": [pending]}, {"worker": "w4"})] == []
+    owners = ["w3"] * 6 + ["w2"] * 2 + ["w1"] * 2
+    assert stored_status(db) == {i + 1: ("CLAIMED", w) for i, w in enumerate(owners)}
+
+
+def test_query_claims_keep_working_past_their_shape_cache(tables):
+    db = tables
+    add_jobs(db, 80)
+    claims = QueryClaims(jobs, TAKE)
+    for n in range(1, 81):  # 80 shapes: a limit of its own each
+        at_most = {"field": "id", "op": "<=", "arg": n}
+        query = {"filters": [at_most, PENDING_FILTER], "order_by": "id", "limit": n}
+        assert [r["id"] for r in claims.claim(db, query, {"worker": f"w{n}"})] == [n]
+    assert all(stored_status(db)[n] == ("CLAIMED", f"w{n}") for n in range(1, 81))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"filters": [{"field": "worker", "op": "=", "arg": None}]},
+        {"filters": [{"field": "status", "op": "MATCHES", "arg": "x"}]},
+        {"order_by": {"field": "payload"}},
+        {"limit": -1},
+        {"offset": 1},
+        ["status"],
+    ],
+    ids=repr,
+)
+def test_a_bad_query_claims_nothing(tables, query):
+    db = tables
+    add_jobs(db, 3)
+    claims = QueryClaims(jobs, TAKE, allowed_fields=("status", "id"))
+    with pytest.raises(InvalidQuery):
+        claims.claim(db, query, {"worker": "w1"})
+    assert all(s == ("PENDING", None) for s in stored_status(db).values())
+
+
 # -- concurrency ----------------------------------------------------------------------------
 
 TOTAL = 10_000
@@ -281,6 +485,28 @@ def test_processes_claim_every_row_exactly_once(shared_url, run_dir: Path, table
     per_worker = run_processes(
         shared_url, claim_until_empty, [(f"w{n}", BATCH) for n in range(WORKERS)]
     )
+    check_every_row_claimed_once(db, per_worker)
+
+
+def prepared_claim_until_empty(db: Database, worker: str, batch: int) -> list[int]:
+    """claim_until_empty with one PreparedClaim, in no order: one statement per batch."""
+    take = PreparedClaim(jobs, TAKE, where=[FROM], limit=batch)
+    claimed: list[int] = []
+    while rows := take.run(db, {"worker": worker, "from_status": "PENDING"}):
+        if any(row["status"] != "CLAIMED" or row["worker"] != worker for row in rows):
+            raise AssertionError(f"{worker} got a row it did not claim: {rows!r}")
+        claimed.extend(row["id"] for row in rows)
+    return claimed
+
+
+def test_processes_claim_every_row_exactly_once_with_a_prepared_claim(
+    shared_url, run_dir: Path, tables_of
+):
+    db = shared_database(shared_url, run_dir)
+    tables_of(db, cs.metadata)
+    add_jobs(db, TOTAL)
+    args = [(f"w{n}", BATCH) for n in range(WORKERS)]
+    per_worker = run_processes(shared_url, prepared_claim_until_empty, args)
     check_every_row_claimed_once(db, per_worker)
 
 

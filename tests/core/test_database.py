@@ -676,3 +676,89 @@ def test_current_connection_flushes_the_units_session(db, tables_of):
         db.current_session().add(MdWidget(name="pending"))
         seen = db.current_connection().execute(sa.select(MdWidget.name)).scalars().all()
         assert seen == ["pending"]
+
+
+# -- connections between units of work --------------------------------------------------------
+
+
+def test_units_leave_no_connection_in_a_transaction_and_dispose_returns_them_all(
+    db, url, tables_of
+):
+    tables_of(db, db_metadata)
+    with Database(url) as own:
+        if own.facts.is_memory:  # a database of its own: it needs the tables too
+            own.create_all(db_metadata)
+        with own.transaction() as conn:
+            conn.execute(sa.insert(counters), {"id": 1, "name": "a"})
+        with pytest.raises(ZeroDivisionError), own.transaction() as conn:
+            conn.execute(sa.insert(counters), {"id": 2, "name": "b"})
+            raise ZeroDivisionError
+        for readonly in (False, True):
+            with own.transaction(readonly=readonly) as conn:
+                assert conn.in_transaction()
+                assert names(own) == ["a"]
+        if isinstance(own.engine.pool, sa.pool.QueuePool):
+            own.dispose()
+            assert own.engine.pool.checkedout() == 0
+            assert names(own) == ["a"]
+
+
+def test_options_set_on_a_units_connection_do_not_reach_the_next_unit(db, tables_of):
+    tables_of(db, db_metadata)
+    with db.transaction() as conn:
+        default = dict(conn.get_execution_options())
+        conn.execution_options(stream_results=True, logging_token="mine")
+    for _ in range(3):
+        with db.transaction() as conn:
+            assert dict(conn.get_execution_options()) == default
+
+
+def test_connections_in_use_by_threads_are_never_shared(tmp_path):
+    with Database(f"sqlite:///{tmp_path / 'threads.db'}") as db:
+        db.create_all(db_metadata)
+        seen: list[int] = []
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(4)
+
+        def work(n: int) -> None:
+            try:
+                for i in range(20):
+                    with db.transaction(readonly=True) as conn:
+                        seen.append(id(conn.connection.dbapi_connection))
+                        if i == 0:
+                            barrier.wait(timeout=10)  # all four hold a connection at once
+                        conn.execute(sa.select(counters.c.id)).all()
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert len(set(seen[:4])) == 4
+
+
+def test_a_forked_child_does_not_reuse_the_parents_idle_connections(tmp_path):
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    with Database(f"sqlite:///{tmp_path / 'fork.db'}") as db:
+        db.create_all(db_metadata)
+        with db.transaction() as conn:
+            conn.execute(sa.insert(counters), {"id": 1, "name": "parent"})
+            parent_conn = id(conn.connection.dbapi_connection)
+        ctx = multiprocessing.get_context("fork")
+        out = ctx.Queue()
+
+        def child() -> None:
+            with db.transaction() as conn:
+                conn.execute(sa.insert(counters), {"id": 2, "name": "child"})
+                out.put(id(conn.connection.dbapi_connection) != parent_conn)
+
+        proc = ctx.Process(target=child)
+        proc.start()
+        proc.join(30)
+        assert proc.exitcode == 0
+        assert out.get(timeout=5) is True
+        assert names(db) == ["parent", "child"]

@@ -370,3 +370,29 @@ def test_the_structure_cache_stays_bounded(loaded):
             fetch_query(conn, items, query)
     assert len(_STRUCTURES) <= _PLANS_MAX
     assert len(_PLANS) <= _PLANS_MAX
+
+
+def test_one_query_spelling_with_plain_and_other_values_in_turn(loaded, target):
+    def query(name: Any, low: Any) -> dict[str, Any]:
+        return {
+            "filters": [
+                {"field": "name", "op": "!=", "arg": name},
+                {"field": "score", "op": ">=", "arg": low},
+            ],
+            "order_by": "id",
+        }
+
+    with loaded.transaction(readonly=True) as conn:
+        for name, low in [
+            ("apple", 10),
+            (None, 10),
+            ("banana", 20),
+            ("date", 0),
+            (None, 0),
+        ]:
+            assert fetch_query(conn, target, query(name, low)) == expected(
+                conn, target, query(name, low)
+            )
+        for bad in ([1, 2], None):
+            with pytest.raises(InvalidQuery):
+                fetch_query(conn, target, query("apple", bad))

@@ -57,10 +57,39 @@ def test_a_session_takes_them_back_for_updates(db, tables_of):
     with db.session(readonly=True) as session:
         assert session.get(MdWidget, 1).size == 7
     with db.session() as session:
-        merged = session.merge(WIDGETS.make({c.name: None for c in MdWidget.__table__.columns} | {"id": 1, "name": "m"}))
+        merged = session.merge(
+            WIDGETS.make(
+                {c.name: None for c in MdWidget.__table__.columns} | {"id": 1, "name": "m"}
+            )
+        )
         assert merged.name == "m"
 
 
 def test_it_needs_a_mapped_class():
     with pytest.raises(InvalidQuery, match="mapped class"):
         RowObjects(md_keyed)
+
+
+def test_collections_are_the_orms_own_and_listeners_hear_of_them(db, tables_of):
+    tables_of(db, orm_metadata)
+    with db.session() as session:
+        session.add(MdWidget(id=1, name="a", size=1))
+        session.flush()
+        session.add_all([MdPart(id=10, widget_id=1, label="x"), MdPart(id=11, widget_id=1)])
+    (plain,) = _load(db)
+    heard = []
+
+    def init_collection(target, collection, adapter):
+        heard.append((target, list(collection)))
+
+    sa.event.listen(MdWidget.parts, "init_collection", init_collection)
+    try:
+        (listened,) = _load(db)
+    finally:
+        sa.event.remove(MdWidget.parts, "init_collection", init_collection)
+    assert heard == [(listened, [])]  # told of the new, still empty collection
+    for widget in (plain, listened):
+        # The instrumented collection a Session expects, bound to its object, holding the parts.
+        assert sa.orm.collections.collection_adapter(widget.parts).owner_state.obj() is widget
+        assert [p.id for p in widget.parts] == [10, 11]
+        assert sa.inspect(widget).attrs.parts.history.unchanged == list(widget.parts)

@@ -580,3 +580,97 @@ def test_insert_many_ids_with_percent_in_names(numbered_db):
     db = numbered_db
     ids = run(db, insert_many_ids, numbered, [("50%",), ("%s",), ("%(x)s",)], columns=["name"])
     assert [stored(db)[i].name for i in ids] == ["50%", "%s", "%(x)s"]
+
+
+# -- bulk rows on the driver path --------------------------------------------------------------
+
+
+def test_rows_naming_as_many_but_other_columns_are_each_stored_whole(empty):
+    db = empty
+    rows = [{"id": 1, "name": "a", "score": 1}, {"id": 2, "name": "b", "note": "n"}]
+    assert run(db, insert_many, things, rows) == 2
+    upserted = [{"id": 2, "name": "b2", "score": 9}, {"id": 3, "name": "c", "note": "m"}]
+    assert run(db, upsert, things, upserted) == 2
+    assert state(db) == [row(1, "a", 1), row(2, "b2", 9, "n"), row(3, "c", note="m")]
+
+
+def test_many_rows_with_json_round_trip_through_insert_and_upsert(empty):
+    db = empty
+    rows = [row(i, f"n{i}", i, None if i % 3 else "x", [i, {"k": "ü"}]) for i in range(1, 301)]
+    assert run(db, insert_many, things, rows[:200]) == 200
+    changed = [{**r, "tags": {"v": r["id"]}, "score": -r["id"]} for r in rows[100:]]
+    assert run(db, upsert, things, changed) == 200
+    assert state(db) == rows[:100] + changed
+
+
+def test_a_bad_value_late_in_a_bulk_stores_nothing(empty):
+    db = empty
+    rows = [row(i, f"n{i}") for i in range(1, 50)] + [row(50, "bad", tags={1, 2})]
+    for fn in (insert_many, upsert):
+        with pytest.raises(InvalidValue):
+            run(db, fn, things, rows)
+    assert state(db) == []
+
+
+stamped_metadata = new_metadata()
+stamped = sa.Table(
+    "upsert_stamped",
+    stamped_metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(20)),
+    sa.Column("version", sa.Integer, default=lambda: 1),
+)
+
+
+def test_bulk_writes_apply_python_side_defaults(db, tables_of):
+    tables_of(db, stamped_metadata)
+    run(db, upsert, stamped, [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}])
+    with db.transaction(readonly=True) as conn:
+        assert conn.execute(sa.select(stamped.c.version)).scalars().all() == [1, 1]
+    run(db, upsert, stamped, [{"id": 1, "name": "a2"}, {"id": 3, "name": "c"}])
+    run(db, insert_many, stamped, [{"id": 4, "name": "d"}, {"id": 5, "name": "e", "version": 5}])
+    with db.transaction(readonly=True) as conn:
+        got = conn.execute(sa.select(stamped).order_by(stamped.c.id)).all()
+    assert [tuple(r) for r in got] == [
+        (1, "a2", 1),
+        (2, "b", 1),
+        (3, "c", 1),
+        (4, "d", 1),
+        (5, "e", 5),
+    ]
+
+
+# -- paused_gc -----------------------------------------------------------------------------------
+
+
+def test_paused_gc_nests_and_restores_the_collector():
+    import gc
+
+    from dblayer.core.upsert import paused_gc
+
+    assert gc.isenabled()
+    with paused_gc():
+        assert not gc.isenabled()
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer pause is still open
+    assert gc.isenabled()
+    with pytest.raises(ZeroDivisionError), paused_gc():
+        raise ZeroDivisionError
+    assert gc.isenabled()
+    with paused_gc(False):
+        assert gc.isenabled()
+
+
+def test_paused_gc_leaves_a_collector_the_application_disabled_alone():
+    import gc
+
+    from dblayer.core.upsert import paused_gc
+
+    gc.disable()
+    try:
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -27,7 +27,9 @@ def _tables(db: Database) -> set[str]:
 def _enum_types(db: Database) -> set[str]:
     """PostgreSQL's enum types in the database (created with tables that use sa.Enum)."""
     with db.transaction(readonly=True) as conn:
-        return set(conn.execute(sa.text("SELECT typname FROM pg_type WHERE typtype = 'e'")).scalars())
+        return set(
+            conn.execute(sa.text("SELECT typname FROM pg_type WHERE typtype = 'e'")).scalars()
+        )
 
 
 def _collations(db: Database, tables: set[str]) -> tuple[set[str], set[str]]:

@@ -93,3 +93,63 @@ def test_stamp_and_url(mig_db: Database, tmp_path: Path) -> None:
     migrations.stamp(mig_db, "nanny", "base")
     assert migrations.upgrade(mig_db, "nanny") == "0001"
     assert migrations.check(mig_db, "nanny") == []
+
+
+def test_describe_puts_each_difference_in_words(mig_db: Database) -> None:
+    missing = [migrations.describe(d) for d in migrations.check(mig_db, "nanny")]
+    assert sorted(missing) == [
+        "missing table notification",
+        "missing table user",
+        "missing table whitelist",
+    ]
+    migrations.upgrade(mig_db, "nanny")
+    with mig_db.transaction() as conn:
+        conn.execute(sa.text("ALTER TABLE whitelist ADD COLUMN surplus INTEGER"))
+        conn.execute(sa.text("CREATE INDEX extra_idx ON whitelist (node)"))
+    found = sorted(migrations.describe(d) for d in migrations.check(mig_db, "nanny"))
+    assert found == ["extra column whitelist.surplus", "extra index extra_idx on whitelist (node)"]
+    modified = ("modify_type", None, "t", "c", {}, sa.Integer(), sa.BigInteger())
+    assert (
+        migrations.describe([modified])
+        == "type of t.c: INTEGER in the database, BIGINT in the models"
+    )
+
+
+def test_add_missing_refuses_other_differences_unless_told_to_ignore_them(
+    mig_db: Database,
+) -> None:
+    migrations.upgrade(mig_db, "nanny")
+    with mig_db.transaction() as conn:
+        conn.execute(sa.text("DROP TABLE notification"))
+        conn.execute(sa.text("ALTER TABLE whitelist DROP COLUMN node"))
+        conn.execute(sa.text("ALTER TABLE whitelist ADD COLUMN surplus INTEGER"))
+    before = sorted(migrations.describe(d) for d in migrations.check(mig_db, "nanny"))
+    assert before == [
+        "extra column whitelist.surplus",
+        "missing column whitelist.node",
+        "missing table notification",
+    ]
+    # Refused (the default, and said so): nothing is added either.
+    for refuse in ({}, {"others": "refuse"}):
+        with pytest.raises(InvalidValue, match="does not change: extra column whitelist.surplus"):
+            migrations.add_missing(mig_db, "nanny", **refuse)
+    with pytest.raises(InvalidValue, match="others must be one of 'refuse', 'ignore'; got 'drop'"):
+        migrations.add_missing(mig_db, "nanny", others="drop")
+    assert sorted(migrations.describe(d) for d in migrations.check(mig_db, "nanny")) == before
+
+    # Ignored: the additions are made, the extra column is left as it is.
+    done = migrations.add_missing(mig_db, "nanny", others="ignore")
+    assert sorted(done) == ["add_column whitelist.node", "add_table notification"]
+    found = [migrations.describe(d) for d in migrations.check(mig_db, "nanny")]
+    assert found == ["extra column whitelist.surplus"]
+    assert migrations.add_missing(mig_db, "nanny", others="ignore") == []
+
+
+def test_stores_with_an_original_to_adopt() -> None:
+    with_original = {s for s in migrations.stores() if migrations.store_migrations(s).original}
+    assert with_original == {"nanny", "topchef", "jobman", "blitz"}
+    original = migrations.store_migrations("jobman").original(
+        "sqlite", {"dao": "engine", "table_prefix": "e_"}
+    )
+    assert [t.name for t in original.tables] == ["e_job", "e_kvp"]
+    assert list(original.tables[0].columns) == ["created", "modified", "key", "status"]

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from dblayer.core import InvalidValue, migrations
+from dblayer.core import Database, InvalidValue, migrations
 from dblayer.stores.jobman import WorkerSqliteDAO
 from tests.conftest import backend_url
 
@@ -72,4 +73,60 @@ def test_options_are_checked() -> None:
     with pytest.raises(InvalidValue, match="not JSON"):
         migrations.check("sqlite://", "jobman", dao="worker", extra_job_fields="{")
     with pytest.raises(InvalidValue, match="unknown type"):
-        migrations.check("sqlite://", "jobman", dao="worker", extra_job_fields={"x": {"type": "BOGUS"}})
+        migrations.check(
+            "sqlite://", "jobman", dao="worker", extra_job_fields={"x": {"type": "BOGUS"}}
+        )
+
+
+LEASE_COLUMNS = {"claimed_by", "claim_expires", "claimed_from"}
+
+
+def _job_columns(db: Database, table: str) -> set[str]:
+    with db.transaction(readonly=True) as conn:
+        return {c["name"] for c in sa.inspect(conn).get_columns(table)}
+
+
+@pytest.mark.parametrize("backend", MIGRATION_BACKENDS)
+def test_0002_adds_the_lease_columns_to_the_job_table_of_0001(backend: str, run_dir: Path) -> None:
+    db = store_database(backend, run_dir, "jobman")
+    worker = {"dao": "worker", "table_prefix": "l_", "extra_job_fields": EXTRA}
+    assert migrations.upgrade(db, "jobman", "0001", **worker) == "0001"
+    assert not LEASE_COLUMNS & _job_columns(db, "l_job")
+    assert migrations.upgrade(db, "jobman", **worker) == "0002"
+    assert _job_columns(db, "l_job") >= LEASE_COLUMNS
+    assert migrations.check(db, "jobman", **worker) == []
+
+    # Leased claims work on the migrated table, and survive going down to 0001 and back.
+    dao = WorkerSqliteDAO(
+        db_uri=backend_url(backend, run_dir, "mig_jobman"),
+        table_prefix="l_",
+        extra_job_fields=EXTRA,
+        initialize=False,
+    )
+    try:
+        dao.save_jobs([{"key": "a", "status": "PENDING", "priority": 1}])
+        assert [job["key"] for job in dao.claim_jobs()] == ["a"]
+        assert dao.extend_claims() == ["a"]
+        assert migrations.downgrade(db, "jobman", "0001", **worker) == "0001"
+        assert not LEASE_COLUMNS & _job_columns(db, "l_job")
+        assert dao.get_job("a")["priority"] == 1
+        assert migrations.upgrade(db, "jobman", **worker) == "0002"
+        assert dao.get_job("a")["status"] == "CLAIMED"
+    finally:
+        dao.close()
+    migrations.downgrade(db, "jobman", "base", **worker)
+    assert not {t for t in db.table_names() if t.startswith(("l_", "alembic_version_"))}
+
+
+@pytest.mark.parametrize("backend", MIGRATION_BACKENDS)
+def test_0002_leaves_lease_columns_a_dao_made_alone(backend: str, run_dir: Path) -> None:
+    db = store_database(backend, run_dir, "jobman")
+    url = backend_url(backend, run_dir, "mig_jobman")
+    WorkerSqliteDAO(db_uri=url, table_prefix="m_").close()  # the DAO's own tables, at head
+    assert _job_columns(db, "m_job") >= LEASE_COLUMNS
+    made = {"dao": "worker", "table_prefix": "m_"}
+    migrations.stamp(db, "jobman", "0001", **made)
+    assert migrations.upgrade(db, "jobman", **made) == "0002"
+    assert migrations.check(db, "jobman", **made) == []
+    migrations.downgrade(db, "jobman", "base", **made)
+    assert not {t for t in db.table_names() if t.startswith(("m_", "alembic_version_"))}

@@ -46,13 +46,23 @@ def archive(
     max_rows: Annotated[
         int | None, typer.Option("--max-rows", min=0, help="Move at most this many rows.")
     ] = None,
+    before: Annotated[
+        str | None,
+        typer.Option(
+            "--before",
+            help="Only rows soft-deleted before this ISO date or date-time (UTC).",
+        ),
+    ] = None,
     batch_size: BatchOption = 1000,
     url: UrlOption = None,
     json: JsonOption = False,
 ) -> None:
     """Move soft-deleted rows into the shadow tables, children before parents."""
     check_archiving_store(store)
+    when = None if before is None else parse_when(before)
+    naive = None if when is None else when.replace(tzinfo=None)
     from dblayer.stores import nova
+    from dblayer.stores.nova.api.archive import archive_deleted_rows_before
 
     with open_database(url) as db:
         metadata = archiving_metadata(db, store, db.table_names())
@@ -67,15 +77,16 @@ def archive(
             if not t.name.startswith(SHADOW_PREFIX)
             and "deleted" in t.c
             and SHADOW_PREFIX + t.name in metadata.tables
+            and (naive is None or "deleted_at" in t.c)
         ]
         by_name = {t.name: t for t in tables}
-        deleted = count_rows(
-            db,
-            list(by_name),
-            lambda n: (
-                sa.select(sa.func.count()).select_from(by_name[n]).where(soft_deleted(by_name[n]))
-            ),
-        )
+
+        def due(name: str) -> sa.Select[Any]:
+            table = by_name[name]
+            query = sa.select(sa.func.count()).select_from(table).where(soft_deleted(table))
+            return query if naive is None else query.where(table.c.deleted_at < naive)
+
+        deleted = count_rows(db, list(by_name), due)
         todo = sum(deleted.values())
         total = todo if max_rows is None else min(todo, max_rows)
         moved: dict[str, int] = {}
@@ -88,7 +99,7 @@ def archive(
                 count = 0
                 while left is None or count < left:
                     limit = batch_size if left is None else min(batch_size, left - count)
-                    n = nova.archive_deleted_rows_for_table(ctx, name, max_rows=limit)
+                    n = archive_deleted_rows_before(ctx, name, naive, max_rows=limit)
                     count += n
                     progress.advance(n)
                     if n < limit:
@@ -103,11 +114,14 @@ def archive(
         "total": sum(moved.values()),
         "deleted_rows_left": remaining,
     }
+    if when is not None:
+        data["before"] = when.isoformat()
     if json:
         print_json(data)
         return
     left_note = f"; {remaining} deleted rows stay (still referred to, or over --max-rows)"
-    _summary("archived", moved, left_note if remaining else "")
+    before_note = "" if when is None else f" (deleted before {when:%Y-%m-%d %H:%M:%S} UTC)"
+    _summary("archived", moved, before_note + (left_note if remaining else ""))
 
 
 def purge(

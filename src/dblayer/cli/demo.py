@@ -1,6 +1,6 @@
 """``dblayer demo``: a short tour on the embedded SQLite file (or any database by ``--url``).
 
-It creates the stores' tables, runs a jobman queue with several worker processes claiming
+It creates every store's schema with its migrations (to head), runs a jobman queue with several worker processes claiming
 jobs, takes a nova instance through create, update, soft delete and archive, and syncs
 a blitz session from Redis into SQL when Redis is reachable.
 """
@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 import typer
 
-from dblayer.core import Database
+from dblayer.core import Database, migrations
 
 from .common import (
     CLIError,
@@ -33,6 +33,31 @@ QUEUE_PREFIX = "demo_"
 REDIS_PREFIX = "dblayer-demo:"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _PENDING = {"filters": [{"field": "status", "op": "=", "arg": "PENDING"}], "limit": 5}
+
+
+# -- the schemas, by migrations ----------------------------------------------------------------
+
+# The stores whose schemas the demo creates, with their migration options. (Not topchef:
+# its table "services" is nova's too, so the two need databases of their own.)
+SCHEMAS: list[tuple[str, str, dict[str, Any]]] = [
+    ("nanny", "nanny", {}),
+    ("blitz", "blitz", {}),
+    ("nova", "nova", {}),
+    (f"jobman ({QUEUE_PREFIX}*)", "jobman", {"dao": "worker", "table_prefix": QUEUE_PREFIX}),
+]
+
+
+def _schemas(db: Database) -> dict[str, str | None]:
+    """Upgrade every store to head; tables an older demo made without migrations are
+    adopted (their revision recorded, their rows kept)."""
+    present = set(db.table_names())
+    reached: dict[str, str | None] = {}
+    for label, store, params in SCHEMAS:
+        tables = set(migrations.store_metadata(store, params).tables)
+        if migrations.current(db, store, **params) is None and tables & present:
+            migrations.adopt(db, store, **params)
+        reached[label] = migrations.upgrade(db, store, **params)
+    return reached
 
 
 # -- jobman: a queue and worker processes ------------------------------------------------------
@@ -64,7 +89,7 @@ def _worker(url: str, barrier: Any, results: Any) -> None:
 def _jobman(url: str, workers: int, count: int) -> dict[str, Any]:
     from dblayer.stores.jobman import WorkerSqliteDAO
 
-    dao = WorkerSqliteDAO(db_uri=url, table_prefix=QUEUE_PREFIX)
+    dao = WorkerSqliteDAO(db_uri=url, table_prefix=QUEUE_PREFIX, initialize=False)
     try:
         table = dao.orms["job"].table
         dao.db.run(lambda conn: conn.execute(sa.delete(table)))  # a fresh queue every run
@@ -105,7 +130,7 @@ def _nova(db: Database) -> dict[str, Any]:
     from dblayer.stores import nova
     from dblayer.stores.nova.models import BASE
 
-    nova.configure(database=db)  # creates nova's tables and shadow tables where missing
+    nova.configure(database=db, create_tables=False)  # made by its migrations
     ctx = nova.RequestContext("demo-user", "demo-project")
     inst = nova.instance_create(
         ctx, {"display_name": "demo-web-1", "vm_state": "building", "metadata": {"role": "web"}}
@@ -152,7 +177,7 @@ def _redis_display(url: str) -> str:
 def _blitz(url: str, redis_url: str) -> dict[str, Any]:
     from dblayer.stores.blitz import DatabaseClient, DatabaseServer
 
-    client = DatabaseClient(path=url)  # creates blitz's tables
+    client = DatabaseClient(path=url)  # its tables are there: made by the migrations
     try:
         try:
             import redis
@@ -211,6 +236,7 @@ def demo(
             "backend": backend_name(db),
             "server_version": db.server_version(),
         }
+        data["schemas"] = _schemas(db)
         data["jobman"] = _jobman(full_url, workers, jobs)
         data["nova"] = _nova(db)
         data["blitz"] = _blitz(full_url, redis_url)
@@ -219,6 +245,7 @@ def demo(
         return
     j, n, b = data["jobman"], data["nova"], data["blitz"]
     console.print(f"dblayer demo on {data['url']} ({data['backend']} {data['server_version']})")
+    console.print(f"  schemas {', '.join(data['schemas'])} at head, by their migrations")
     console.print(
         f"  jobman  {j['workers']} worker processes claimed {j['jobs']} jobs from table "
         f"{j['tables'][0]} ({', '.join(map(str, j['claimed_per_worker']))} each) in "

@@ -19,8 +19,11 @@ from dblayer.core.errors import DBLayerError, mask_secret
 
 from .archive import archive, purge
 from .common import ENV_VAR, CLIError
+from .copy import copy
+from .db import db_app
 from .demo import demo
 from .info import info
+from .jobs import app as jobs_app
 
 app = typer.Typer(
     name="dblayer",
@@ -33,6 +36,9 @@ app.command()(info)
 app.command()(archive)
 app.command()(purge)
 app.command()(demo)
+app.command()(copy)
+app.add_typer(db_app)
+app.add_typer(jobs_app)
 
 _PASSWORD = re.compile(r"^[A-Za-z0-9+._-]*://[^:/@\s]*:([^@\s]*)@")
 

@@ -1,13 +1,15 @@
 """dblayer's core: the engine room every store builds on. It never imports a store."""
 
 from .archive import archive_deleted_rows, archive_table, create_shadow_tables, purge_shadow_tables
-from .claims import claim
+from .claims import PreparedClaim, QueryClaims, claim
 from .conditions import Constraint, conditional_update, constraint, equal_any, not_equal
+from .copy import TableCopy, copy_tables, table_checksum
 from .database import Database, DialectFacts, RetryPolicy, url_for_path
 from .errors import (
     CompareAndSetFailed,
     ConflictError,
     ConstraintNotMet,
+    CopyMismatch,
     DatabaseError,
     DBConnectionError,
     DBLayerError,
@@ -19,10 +21,12 @@ from .errors import (
     LockTimeout,
     MarkerNotFound,
     NotFound,
+    TargetNotEmpty,
     TransientError,
     translate,
 )
 from .kv import ABSENT, KeyValueStore, canonical_json, kv_table
+from .leases import Lease, database_clock, extend_leases, requeue_expired
 from .models import (
     Base,
     DictMixin,
@@ -38,7 +42,7 @@ from .prepared import PreparedQuery, PreparedWrite
 from .query import compile_query, equality, fetch_query, select_query, where_query
 from .row_objects import RowObjects
 from .types import JSON, UUID, ExactString, UTCDateTime, utcnow
-from .upsert import insert_ignore, insert_many, insert_many_ids, upsert
+from .upsert import insert_ignore, insert_many, insert_many_ids, paused_gc, upsert
 
 __all__ = [
     "ABSENT",
@@ -47,6 +51,7 @@ __all__ = [
     "ConflictError",
     "Constraint",
     "ConstraintNotMet",
+    "CopyMismatch",
     "DBConnectionError",
     "DBLayerError",
     "Database",
@@ -62,15 +67,20 @@ __all__ = [
     "InvalidValue",
     "JSON",
     "KeyValueStore",
+    "Lease",
     "LockTimeout",
     "MarkerNotFound",
     "NotFound",
+    "PreparedClaim",
     "PreparedQuery",
     "PreparedWrite",
+    "QueryClaims",
     "RetryPolicy",
     "RowObjects",
     "SoftDeleteMixin",
     "SortKey",
+    "TableCopy",
+    "TargetNotEmpty",
     "TimestampMixin",
     "TransientError",
     "UTCDateTime",
@@ -82,9 +92,12 @@ __all__ = [
     "compile_query",
     "conditional_update",
     "constraint",
+    "copy_tables",
     "create_shadow_tables",
+    "database_clock",
     "equal_any",
     "equality",
+    "extend_leases",
     "fetch_query",
     "insert_ignore",
     "insert_many",
@@ -94,11 +107,14 @@ __all__ = [
     "new_metadata",
     "not_equal",
     "paginate",
+    "paused_gc",
     "purge_shadow_tables",
+    "requeue_expired",
     "select_query",
     "soft_delete",
     "soft_deleted",
     "sort_keys",
+    "table_checksum",
     "translate",
     "upsert",
     "url_for_path",

@@ -44,6 +44,17 @@ def _check_count(name: str, value: object, *, minimum: int, optional: bool = Fal
         raise InvalidQuery(f"{name} must be {allowed}, got {value!r}")
 
 
+def _check_before(before: object) -> dt.datetime | None:
+    """``before`` as a naive UTC datetime (how timestamps are stored), or None."""
+    if before is None:
+        return None
+    if not isinstance(before, dt.datetime):
+        raise InvalidQuery(f"before must be a datetime or None, got {before!r}")
+    if before.tzinfo is not None:
+        before = before.astimezone(dt.UTC).replace(tzinfo=None)
+    return before
+
+
 def is_shadow(table: Table, prefix: str = SHADOW_PREFIX) -> bool:
     """Whether ``table`` is a shadow table."""
     return table.name.startswith(prefix)
@@ -122,12 +133,18 @@ def _is_self_referencing(table: Table) -> bool:
 
 
 def _archive_batch(
-    conn: Connection, table: Table, shadow: Table, blockers: list[Any], limit: int
+    conn: Connection,
+    table: Table,
+    shadow: Table,
+    blockers: list[Any],
+    limit: int,
+    before: dt.datetime | None = None,
 ) -> int:
     pk = _primary_key(table)
+    when = [] if before is None else [table.c.deleted_at < before]
     ids_query = (
         sa.select(pk)
-        .where(soft_deleted(table), *[~b for b in blockers])
+        .where(soft_deleted(table), *when, *[~b for b in blockers])
         .order_by(pk)
         .limit(limit)
         # Lock the rows: none may be restored or changed between the copy and the delete.
@@ -158,16 +175,20 @@ def archive_table(
     max_rows: int | None = None,
     batch_size: int = 1000,
     prefix: str = SHADOW_PREFIX,
+    before: dt.datetime | None = None,
 ) -> int:
     """Move up to ``max_rows`` soft-deleted rows of one table to its shadow; return how many.
 
     Each batch is one transaction; a table without a shadow or a ``deleted`` column gives 0.
-    Rows still referred to stay; if a table outside ``metadata`` still refers to one, the
-    batch is undone and archiving of this table stops there (try again later).
+    With ``before``, only rows whose ``deleted_at`` is earlier move (a table without
+    ``deleted_at`` gives 0). Rows still referred to stay; if a table outside ``metadata``
+    still refers to one, the batch is undone and archiving of this table stops there (try
+    again later).
     """
     _check_count("max_rows", max_rows, minimum=0, optional=True)
     _check_count("batch_size", batch_size, minimum=1)
     _check_prefix(prefix)
+    before = _check_before(before)
     if not isinstance(table_name, str):
         raise InvalidQuery(f"table_name must be a string, got {table_name!r}")
     table = metadata.tables.get(table_name)
@@ -176,6 +197,8 @@ def archive_table(
     shadow = metadata.tables.get(prefix + table_name)
     if shadow is None or "deleted" not in table.c:
         return 0
+    if before is not None and "deleted_at" not in table.c:
+        return 0  # no telling when its rows were deleted
     blockers = _still_referenced(table, metadata)
     # In a tree, a parent row frees up only once its children moved in an earlier batch.
     again_after_short_batch = _is_self_referencing(table)
@@ -183,7 +206,7 @@ def archive_table(
     while max_rows is None or moved < max_rows:
         limit = batch_size if max_rows is None else min(batch_size, max_rows - moved)
         try:
-            count = db.run(_archive_batch, table, shadow, blockers, limit)
+            count = db.run(_archive_batch, table, shadow, blockers, limit, before)
         except ForeignKeyViolation:
             break
         moved += count
@@ -199,12 +222,15 @@ def archive_deleted_rows(
     max_rows: int | None = None,
     batch_size: int = 1000,
     prefix: str = SHADOW_PREFIX,
+    before: dt.datetime | None = None,
 ) -> dict[str, int]:
-    """Archive soft-deleted rows of every table, children before parents, up to ``max_rows``
-    in all; return the number moved per table (tables that moved none are left out)."""
+    """Archive soft-deleted rows of every table (with ``before``: deleted before it),
+    children before parents, up to ``max_rows`` in all; return the number moved per table
+    (tables that moved none are left out)."""
     _check_count("max_rows", max_rows, minimum=0, optional=True)
     _check_count("batch_size", batch_size, minimum=1)
     _check_prefix(prefix)
+    before = _check_before(before)
     counts: dict[str, int] = {}
     total = 0
     for table in reversed(metadata.sorted_tables):
@@ -214,7 +240,13 @@ def archive_deleted_rows(
         if remaining == 0:
             break
         moved = archive_table(
-            db, metadata, table.name, max_rows=remaining, batch_size=batch_size, prefix=prefix
+            db,
+            metadata,
+            table.name,
+            max_rows=remaining,
+            batch_size=batch_size,
+            prefix=prefix,
+            before=before,
         )
         if moved:
             counts[table.name] = moved
@@ -243,12 +275,9 @@ def purge_shadow_tables(
 ) -> dict[str, int]:
     """Delete archived rows deleted before ``before`` (all of them when None), in batches;
     return the number removed per shadow table (tables that lost none are left out)."""
-    if before is not None and not isinstance(before, dt.datetime):
-        raise InvalidQuery(f"before must be a datetime, got {before!r}")
+    before = _check_before(before)
     _check_count("batch_size", batch_size, minimum=1)
     _check_prefix(prefix)
-    if before is not None and before.tzinfo is not None:
-        before = before.astimezone(dt.UTC).replace(tzinfo=None)
     counts: dict[str, int] = {}
     for shadow in metadata.sorted_tables:
         if not is_shadow(shadow, prefix):

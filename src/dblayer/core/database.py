@@ -14,8 +14,9 @@ import random
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -132,6 +133,9 @@ def _engine_setup(url: URL, lock_timeout: float, echo: bool) -> _EngineSetup:
     kwargs: dict[str, Any] = {"echo": echo, "json_serializer": json_dumps}
     if backend == "sqlite":
         kwargs["connect_args"] = {"check_same_thread": False}
+        # Every unit of work ends its transaction itself (and SQLAlchemy rolls back any
+        # connection closed inside one): the pool's own rollback on return adds nothing.
+        kwargs["pool_reset_on_return"] = None
         if _is_memory_sqlite(url):
             # One connection for the whole Database: every session sees one in-memory database.
             kwargs["poolclass"] = StaticPool
@@ -192,6 +196,78 @@ def _install_sqlite_events(
     engine.dialect.do_begin = do_begin  # type: ignore[method-assign]
 
 
+# At most this many idle SQLite connections a Database keeps open between units of work.
+_MAX_SPARES = 4
+# Spares a forked child inherited: never used or closed there (they belong to the parent).
+_FORKED_SPARES: list[Connection] = []
+
+
+class _Spares:
+    """Open SQLite Connections between units of work, so that a unit skips the pool's
+    checkout and checkin (about 8 µs of a 20 µs empty unit). A Connection is either in
+    one unit or here; idle ones count against the pool no more than in-use ones would.
+    Only clean ones come back: ended transaction, not invalidated, default options."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.idle: list[Connection] = []
+        self._options = engine.get_execution_options()
+
+    def take(self) -> Connection:
+        """An idle Connection, or a new one from the pool."""
+        try:
+            conn = self.idle.pop()  # atomic: two threads never get the same one
+        except IndexError:
+            return self.engine.connect()
+        if conn.invalidated or conn.closed:
+            conn.close()
+            return self.engine.connect()
+        return conn
+
+    def give_back(self, conn: Connection, clean: bool) -> None:
+        """Keep ``conn`` for the next unit when it is clean and there is room, else close it."""
+        if (
+            clean
+            and len(self.idle) < _MAX_SPARES
+            and not conn.closed
+            and not conn.invalidated
+            and not conn.in_transaction()
+            and conn.get_execution_options() is self._options
+        ):
+            self.idle.append(conn)
+        else:
+            conn.close()
+
+    def close(self) -> None:
+        """Close every idle Connection (back to the pool)."""
+        while self.idle:
+            self.idle.pop().close()
+
+    def forget(self) -> None:
+        """In a forked child: drop the parent's connections without touching them."""
+        _FORKED_SPARES.extend(self.idle)
+        self.idle.clear()
+
+
+# Every live _Spares, so that a forked child can drop what it inherited (one hook for all).
+_LIVE_SPARES: weakref.WeakSet[_Spares] = weakref.WeakSet()
+
+
+def _forget_spares_after_fork() -> None:
+    for spares in list(_LIVE_SPARES):
+        spares.forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_spares_after_fork)
+
+
+def _close_spares(all_spares: list[_Spares]) -> None:
+    # When the Database is collected: closed, not left for the garbage collector to warn about.
+    for spares in all_spares:
+        spares.close()
+
+
 class Database:
     """A database reached by URL: engines, units of work, retries and dialect facts."""
 
@@ -234,6 +310,16 @@ class Database:
         self._facts: DialectFacts | None = None
         # An in-memory SQLite database is one shared connection: units of work take turns.
         self._memory_lock = threading.RLock() if _is_memory_sqlite(self._url) else None
+        # SQLite engines keep idle Connections between units (see _Spares); servers do not:
+        # a round trip dwarfs the checkout, and the pool's recycling stays in charge there.
+        self._spares: dict[int, _Spares] = {
+            id(engine): _Spares(engine)
+            for engine in (self.engine, self.reader_engine)
+            if engine is not None and engine.dialect.name == "sqlite"
+        }
+        if self._spares:
+            _LIVE_SPARES.update(self._spares.values())
+            weakref.finalize(self, _close_spares, list(self._spares.values()))
 
     @classmethod
     def from_env(cls, var: str = ENV_VAR, **kwargs: Any) -> Database:
@@ -337,11 +423,19 @@ class Database:
         return self._current.get() is not None
 
     @contextmanager
-    def _unit(self, readonly: bool) -> Iterator[_Unit]:
+    def _unit(self, readonly: bool, connection: bool = False) -> Iterator[Any]:
+        """The unit of work (or, with ``connection``, its Connection) open in this context,
+        or a new one on a connection of its own."""
         outer = self._current.get()
         if outer is not None:
             try:
-                yield outer
+                if connection:
+                    if outer.session is not None:
+                        # Core statements must see what the enclosing ORM session has pending.
+                        outer.session.flush()
+                    yield outer.connection
+                else:
+                    yield outer
             except sa_exc.SQLAlchemyError as e:
                 raise self._translate(e) from e
             return
@@ -352,7 +446,10 @@ class Database:
         if lock is not None:
             lock.acquire()
         try:
-            with engine.connect() as conn:
+            spares = self._spares.get(id(engine))
+            conn = engine.connect() if spares is None else spares.take()
+            clean = False
+            try:
                 unit = _Unit(conn, readonly=readonly)
                 token = self._current.set(unit)
                 # Writers take SQLite's write lock up front: a deferred writer can fail on upgrade.
@@ -361,34 +458,36 @@ class Database:
                     with conn.begin():
                         self._sqlite_begin.reset(begin)
                         begin = None
-                        yield unit
+                        yield conn if connection else unit
                         if unit.session is not None:
                             unit.session.flush()
+                    clean = True
                 finally:
                     if begin is not None:
                         self._sqlite_begin.reset(begin)
                     self._current.reset(token)
                     if unit.session is not None:
                         unit.session.close()
+            finally:
+                if spares is None:
+                    conn.close()
+                else:
+                    spares.give_back(conn, clean)
         except sa_exc.SQLAlchemyError as e:
             raise self._translate(e) from e
         finally:
             if lock is not None:
                 lock.release()
 
-    @contextmanager
-    def transaction(self, *, readonly: bool = False) -> Iterator[Connection]:
+    def transaction(self, *, readonly: bool = False) -> AbstractContextManager[Connection]:
         """A Core connection in one transaction: committed on success, rolled back on error.
 
         Inside an open unit of work this joins it (same connection, same transaction).
         ``readonly`` units go to the reader when there is one and, on SQLite, do not take
         the write lock; they do not stop a write.
         """
-        with self._unit(readonly) as unit:
-            if unit.session is not None:
-                # Core statements must see what the enclosing ORM session has pending.
-                unit.session.flush()
-            yield unit.connection
+        # _unit itself, not a generator around it: the hot path of every store call.
+        return self._unit(readonly, True)
 
     @contextmanager
     def session(self, *, readonly: bool = False) -> Iterator[Session]:
@@ -493,6 +592,8 @@ class Database:
 
     def dispose(self) -> None:
         """Close every pooled connection."""
+        for spares in self._spares.values():
+            spares.close()
         self.engine.dispose()
         if self.reader_engine is not None:
             self.reader_engine.dispose()

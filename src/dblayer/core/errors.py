@@ -88,6 +88,14 @@ class DatabaseError(DBLayerError):
     """Any other error the database reported."""
 
 
+class TargetNotEmpty(ConflictError):
+    """A table a copy writes to already holds rows (and the copy was not told to allow it)."""
+
+
+class CopyMismatch(DatabaseError):
+    """After copying, a table's row count or checksum on the target differs from the source."""
+
+
 # PostgreSQL SQLSTATEs, MySQL/MariaDB error numbers: the single place that knows them.
 _PG_DEADLOCK = {"40P01", "40001"}
 _PG_LOCK = {"55P03", "57014"}

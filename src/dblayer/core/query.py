@@ -569,13 +569,32 @@ class _Structure:
     ``_structure_key``: the values still get checked on every call. Hashed by identity
     (it keys its own plans in _PLANS)."""
 
-    __slots__ = ("filters", "order_by")
+    __slots__ = ("filters", "order_by", "plain_shapes")
 
     def __init__(
         self, filters: tuple[tuple[str, Any, str, Operator], ...], order_by: tuple[_Order, ...]
     ) -> None:
         self.filters = filters  # field, column, op, its Operator
         self.order_by = order_by
+        # When every operator is a comparison: the shapes of its filters for arguments of a
+        # _PLAIN type, which every comparison's check passes unchanged as its one value.
+        self.plain_shapes: tuple[Any, ...] | None = None
+        if all(op in _PLAIN_SHAPE for _n, _c, op, _o in filters):
+            self.plain_shapes = tuple(_PLAIN_SHAPE[op] for _n, _c, op, _o in filters)
+
+
+# Argument types a comparison takes as they are, and each comparison's shape for them.
+_PLAIN = frozenset((str, int, float))
+_PLAIN_SHAPE: dict[str, Any] = {
+    "=": False,  # _EQ's shape: whether the argument is None
+    "==": False,
+    "!=": False,
+    "<>": False,
+    "<": None,  # an ordered operator's shape: always the same
+    "<=": None,
+    ">": None,
+    ">=": None,
+}
 
 
 # fetch_query's memo of checked structures: _structure_key -> _Structure. Bounded like _PLANS.
@@ -595,7 +614,9 @@ def _structure_key(
     if type(query) is not dict or not query.keys() <= _QUERY_KEY_SET:
         return None
     filters = query.get("filters")
-    names: list[str] = []
+    # Field and operator pairs, then None (never a str: it ends the filters), then the
+    # field and direction pairs of the ordering: one flat, unambiguous key.
+    names: list[str | None] = []
     args: list[Any] = []
     if filters is not None:
         if type(filters) is not list:
@@ -607,17 +628,15 @@ def _structure_key(
             op = spec.get("op", "=")
             if type(name) is not str or type(op) is not str:
                 return None
-            names.append(name)
-            names.append(op)
+            names += (name, op)
             args.append(spec.get("arg"))
+    names.append(None)
     order_by = query.get("order_by")
-    order: list[str] = []
     if order_by is not None:
         specs = order_by if type(order_by) is list else (order_by,)
         for spec in specs:
             if type(spec) is str:
-                order.append(spec)
-                order.append("ASC")
+                names += (spec, "ASC")
                 continue
             if type(spec) is not dict or not spec.keys() <= _ORDER_KEYS:
                 return None
@@ -625,9 +644,8 @@ def _structure_key(
             direction = spec.get("direction", "ASC")
             if type(name) is not str or type(direction) is not str:
                 return None
-            order.append(name)
-            order.append(direction)
-    return (target, allowed_fields, tuple(names), tuple(order)), args
+            names += (name, direction)
+    return (target, allowed_fields, tuple(names)), args
 
 
 def _structure_of(
@@ -648,7 +666,8 @@ def _structure_of(
     return structure
 
 
-_VALUE_NAMES: list[str] = []
+# The names a cached plan binds values by: v0, v1, ... (extended when a query needs more).
+_VALUE_NAMES: list[str] = [f"v{i}" for i in range(64)]
 
 
 def _value_names(n: int) -> list[str]:
@@ -667,21 +686,35 @@ def _fetch_plain(
     args: list[Any],
 ) -> list[dict[str, Any]]:
     """fetch_query for a plain query: structure checks cached, values checked per call."""
-    structure = _structure_of(target, query, allowed_fields, key)
-    checked_args = []
-    shapes = []
-    values: list[Any] = []
-    for (name, column, _op, operator), arg in zip(structure.filters, args, strict=True):
-        try:
-            arg = operator.check(column, arg)
-        except InvalidQuery as e:
-            raise InvalidQuery(f"filter on {name!r}: {e}") from None
-        checked_args.append(arg)
-        shapes.append(operator.shape(arg))
-        values.extend(operator.values(arg))
-    limit = _count("limit", query.get("limit"))
-    offset = _count("offset", query.get("offset"))
-    plan_key = (structure, tuple(shapes), limit, bool(offset))
+    structure = _STRUCTURES.get(key) or _structure_of(target, query, allowed_fields, key)
+    shape = structure.plain_shapes
+    if shape is not None:
+        for arg in args:
+            if type(arg) not in _PLAIN:
+                shape = None
+                break
+    if shape is not None:  # comparisons with plain values: every check passes as it is
+        checked_args = values = args
+    else:
+        checked_args = []
+        shapes = []
+        values = []
+        for (name, column, _op, operator), arg in zip(structure.filters, args, strict=True):
+            try:
+                arg = operator.check(column, arg)
+            except InvalidQuery as e:
+                raise InvalidQuery(f"filter on {name!r}: {e}") from None
+            checked_args.append(arg)
+            shapes.append(operator.shape(arg))
+            values += operator.values(arg)
+        shape = tuple(shapes)
+    limit = query.get("limit")
+    if limit is not None and (type(limit) is not int or not 0 <= limit <= MAX_COUNT):
+        limit = _count("limit", limit)
+    offset = query.get("offset")
+    if offset is not None and (type(offset) is not int or not 0 <= offset <= MAX_COUNT):
+        offset = _count("offset", offset)
+    plan_key = (structure, shape, limit, bool(offset))
     plan = _PLANS.get(plan_key)
     if plan is None:
         checked = _Checked(
@@ -694,7 +727,8 @@ def _fetch_plain(
             offset=offset,
         )
         plan = _store_plan(plan_key, _build_plan(target, checked))
-    params = dict(zip(_value_names(len(values)), values, strict=False))
+    names = _VALUE_NAMES if len(values) <= len(_VALUE_NAMES) else _value_names(len(values))
+    params = dict(zip(names, values, strict=False))
     if offset:
         params["offset"] = offset
     return plan.run_all(conn, params)

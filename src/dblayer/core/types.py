@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,7 +25,32 @@ def utcnow() -> dt.datetime:
 
 
 # One encoder for the process: json.dumps with options builds a new one per call.
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _c_encoder() -> Callable[[Any], str] | None:
+    """``_ENCODER.encode`` without its per-call set-up: the C encoder, made once. It keeps
+    no circular-reference markers (shared state): a cycle ends in RecursionError, refused
+    like any other value JSON cannot hold."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    try:
+        iterencode = make(
+            None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",",
+            False, False, False,
+        )  # fmt: skip
+    except TypeError:  # another signature in another Python: the plain encoder will do
+        return None
+    join = "".join
+
+    def encode(value: Any) -> str:
+        return join(iterencode(value, 0))
+
+    return encode
+
+
+_encode = _c_encoder() or _ENCODER.encode
 
 
 def json_dumps(value: Any) -> str:

@@ -11,8 +11,11 @@ SQL is sent, and driver errors come out as dblayer's own (DuplicateEntry, ...).
 from __future__ import annotations
 
 import functools
+import gc
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +24,50 @@ from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .driver import bind_processor, cursor_execute
+from .driver import bind_processor, cursor_execute, positional_dialect
 from .errors import DatabaseError, DuplicateEntry, InvalidQuery, translate
+from .types import JSON, json_dumps
 
 Rows = Sequence[Mapping[str, Any]] | Mapping[str, Any]
 
 _CHUNK = 500  # keys per IN list: far below every backend's limit on bound parameters
+
+# paused_gc's bookkeeping: how many pauses are open (any thread), and whether the first
+# of them disabled the collector (so that the last one enables it again).
+_GC_LOCK = threading.Lock()
+_gc_pauses = 0
+_gc_disabled_by_us = False
+
+
+@contextmanager
+def paused_gc(pause: bool = True) -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for the block, if ``pause``.
+
+    For a bulk call that creates many objects that outlive it (ORM states and their
+    identity keys, records returned to the caller): each batch of new survivors would
+    otherwise make the collector scan every live object again, which took 40% of a
+    100,000-object add. Process-wide by nature, so kept safe: pauses from several threads
+    nest (the collector comes back when the last one ends, exceptions included), and one
+    that the application disabled itself is left disabled. Not gc.freeze(): its unfreeze
+    would thaw what the application froze (a pre-fork server's shared pages).
+    """
+    global _gc_pauses, _gc_disabled_by_us
+    if not pause:
+        yield
+        return
+    with _GC_LOCK:
+        if _gc_pauses == 0 and gc.isenabled():
+            gc.disable()
+            _gc_disabled_by_us = True
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _GC_LOCK:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_disabled_by_us:
+                _gc_disabled_by_us = False
+                gc.enable()
 
 
 def _check_columns(table: Table, names: Iterable[Any], what: str) -> None:
@@ -60,6 +101,16 @@ def _runs(table: Table, rows: Rows) -> list[list[Mapping[str, Any]]]:
             current = keys
         runs[-1].append(row)
     return runs
+
+
+def _same_keys(table: Table, rows: Any) -> tuple[str, ...] | None:
+    """The first row's column names, checked, when ``rows`` is a list of several dicts: the
+    bulk fast path, which finds out itself whether every row names the same columns."""
+    if type(rows) is not list or len(rows) < 2 or type(rows[0]) is not dict:
+        return None
+    keys = tuple(rows[0])
+    _check_columns(table, keys, "columns")
+    return keys
 
 
 def _execute(conn: Connection | Session, stmt: Any, params: Any) -> Any:
@@ -103,6 +154,11 @@ def insert_many(conn: Connection | Session, table: Table, rows: Rows) -> int:
     A row whose key exists raises DuplicateEntry; inside one transaction nothing
     of the batch is then kept (the caller's transaction rolls back).
     """
+    keys = _same_keys(table, rows)
+    if keys is not None:
+        plan = _direct_insert_plan(conn, table, keys)
+        if plan is not None and plan.send_dicts(conn, rows):  # type: ignore[arg-type]
+            return len(rows)  # type: ignore[arg-type]
     runs = _runs(table, rows)
     stmt = sa.insert(table)
     for run in runs:
@@ -338,6 +394,42 @@ def _is_rowid(key: sa.Column[Any], dialect: Any) -> bool:
     return with_rowid is not False and key.type.compile(dialect=dialect) == "INTEGER"
 
 
+class _OtherKeys(Exception):
+    """A row does not name exactly the plan's columns."""
+
+
+def _other_keys() -> Any:
+    raise _OtherKeys
+
+
+def _tuples_maker(
+    keys: tuple[str, ...], convert: tuple[tuple[int, Callable[[Any], Any]], ...]
+) -> Callable[[list[Any]], list[tuple[Any, ...]]]:
+    """A function turning dict rows into value tuples in ``keys`` order, each value
+    converted by its column type, in one pass. It raises _OtherKeys (or KeyError) for a
+    row that does not name exactly ``keys``.
+
+    Generated (one list comprehension, like PreparedQuery's row maker); the text holds only
+    the identifiers k0.., c0.., v0.., never a column name: those are passed in as values.
+    Tuples, not lists: the cyclic garbage collector stops tracking a tuple of plain values,
+    so a bulk load does not make it scan every row again and again.
+    """
+    converters = dict(convert)
+    items = [
+        f"(None if (v{i} := r[k{i}]) is None else c{i}(v{i}))" if i in converters else f"r[k{i}]"
+        for i in range(len(keys))
+    ]
+    source = (
+        "def make(rows):\n"
+        f"    return [({', '.join(items)},) if len(r) == n else other() for r in rows]\n"
+    )
+    namespace: dict[str, Any] = {f"k{i}": k for i, k in enumerate(keys)}
+    namespace.update({f"c{i}": f for i, f in converters.items()})
+    namespace.update(n=len(keys), other=_other_keys)
+    exec(source, namespace)  # noqa: S102 - generated from indices only, see above
+    return namespace["make"]  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True)
 class _InsertPlan:
     """An INSERT compiled once for one table, set of columns and dialect, positional."""
@@ -345,6 +437,20 @@ class _InsertPlan:
     sql: str
     keys: tuple[str, ...]
     convert: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, column type's bind)
+
+    @functools.cached_property
+    def _tuples(self) -> Callable[[list[Any]], list[tuple[Any, ...]]]:
+        return _tuples_maker(self.keys, self.convert)
+
+    def send_dicts(self, conn: Connection, rows: list[Any]) -> bool:
+        """executemany of dict rows that all name exactly the plan's columns, converted;
+        False (and nothing sent) when some row does not."""
+        try:
+            args = self._tuples(rows)
+        except (_OtherKeys, KeyError, TypeError):
+            return False  # the general path sorts the rows out (or raises the error)
+        cursor_execute(conn, self.sql, args, many=True).close()
+        return True
 
     def values(self, rows: list[Mapping[str, Any]]) -> list[Any]:
         """The rows' values in the plan's column order."""
@@ -396,31 +502,39 @@ def _direct_insert_plan(
 @functools.lru_cache(maxsize=256)
 def _insert_plan(table: Table, keys: tuple[str, ...], dialect: Any) -> _InsertPlan:
     compiled = sa.insert(table).compile(
-        dialect=_positional(dialect), column_keys=list(keys), for_executemany=True
+        dialect=positional_dialect(dialect), column_keys=list(keys), for_executemany=True
     )
     order = tuple(compiled.positiontup)
     return _InsertPlan(
         sql=compiled.string,
         keys=order,
-        convert=tuple(
-            (i, f) for i, k in enumerate(order) if (f := bind_processor(table.c[k].type, dialect))
-        ),
+        convert=_converters(table, order, dialect),
     )
 
 
+def _converters(
+    table: Table, order: tuple[str, ...], dialect: Any
+) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+    """(position, conversion) of each column in ``order`` whose type converts values."""
+    found = []
+    for i, name in enumerate(order):
+        column_type = table.c[name].type
+        if dialect.name == "postgresql" and isinstance(column_type, (JSON, sa.JSON)):
+            # JSON text: the statement casts it (%s::JSONB), so psycopg needs no Jsonb
+            # wrapper per value and sends what a hand-written INSERT sends.
+            convert: Callable[[Any], Any] | None = _json_text
+        else:
+            convert = bind_processor(column_type, dialect)
+        if convert is not None:
+            found.append((i, convert))
+    return tuple(found)
+
+
+def _json_text(value: Any) -> str:
+    return "null" if value is sa.JSON.NULL else json_dumps(value)
+
+
 @functools.lru_cache(maxsize=16)
-def _positional(dialect: Any) -> Any:
-    """``dialect`` or, if its paramstyle is named, a twin compiling ``%s`` placeholders
-    (psycopg and PyMySQL take both): the driver then gets a tuple per row, not a dict."""
-    if dialect.positional:
-        return dialect
-    twin = type(dialect)(paramstyle="format")
-    twin.server_version_info = dialect.server_version_info
-    if hasattr(dialect, "is_mariadb"):
-        twin.is_mariadb = dialect.is_mariadb
-    return twin
-
-
 def _dialect_name(conn: Connection | Session) -> str:
     return conn.get_bind().dialect.name if isinstance(conn, Session) else conn.dialect.name
 
@@ -451,8 +565,16 @@ def upsert(
     the table counts as a conflict, not only ``key``.
     """
     key_names = _key(table, key)
-    runs = _runs(table, rows)
     explicit = None if update is None else _update_columns(table, update)
+    keys = _same_keys(table, rows)
+    if keys is not None and isinstance(conn, Connection):
+        names = explicit
+        if names is None:
+            names = [c.key for c in table.c if c.key in keys and c.key not in key_names]
+        plan = _upsert_plan(table, keys, tuple(key_names), tuple(names), conn.dialect)
+        if plan is not None and plan.send_dicts(conn, rows):  # type: ignore[arg-type]
+            return len(rows)  # type: ignore[arg-type]
+    runs = _runs(table, rows)
     if not runs:
         return 0
     name, base = _dialect_insert(conn, table)
@@ -462,6 +584,39 @@ def upsert(
             names = [c.key for c in table.c if c.key in run[0] and c.key not in key_names]
         _execute(conn, _upsert_statement(name, base, table, key_names, names), run)
     return sum(len(run) for run in runs)
+
+
+@functools.lru_cache(maxsize=256)
+def _upsert_plan(
+    table: Table,
+    keys: tuple[str, ...],
+    key_names: tuple[str, ...],
+    update: tuple[str, ...],
+    dialect: Any,
+) -> _InsertPlan | None:
+    """The upsert of rows naming ``keys``, compiled for the driver's executemany; None where
+    SQLAlchemy must fill in values itself (a Python-side default or onupdate)."""
+    name = dialect.name
+    if any(c.default is not None and c.key not in keys for c in table.c):
+        return None
+    if name in ("mysql", "mariadb"):
+        base = mysql.insert(table)
+    elif name in ("postgresql", "sqlite"):
+        base = (postgresql if name == "postgresql" else sqlite).insert(table)
+    else:
+        return None
+    stmt = _upsert_statement(name, base, table, list(key_names), list(update))
+    compiled = stmt.compile(
+        dialect=positional_dialect(dialect), column_keys=list(keys), for_executemany=True
+    )
+    order = tuple(compiled.positiontup)
+    if sorted(order) != sorted(keys):  # an onupdate value, or a column twice: not ours to fill
+        return None
+    return _InsertPlan(
+        sql=compiled.string,
+        keys=order,
+        convert=_converters(table, order, dialect),
+    )
 
 
 def _upsert_statement(

@@ -4,19 +4,23 @@ Each store has a directory here (``env.py``, ``script.py.mako``, ``versions/``) 
 own version table ``alembic_version_<store>``, so several stores share one database.
 Core imports this package by name the first time a store is asked for; it imports a
 store's models only when that store's migrations run.
+
+The stores whose original applications kept a database of their own (nanny, topchef,
+jobman, blitz) describe that schema in ``<store>/adopt.py``, for ``migrations.adopt``.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import MetaData
 
 from dblayer.core import InvalidValue
-from dblayer.core.migrations import StoreMigrations, register
+from dblayer.core.migrations import Original, StoreMigrations, register
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -43,7 +47,7 @@ def _blitz(params: Mapping[str, Any]) -> MetaData:
 JOBMAN_DAOS = ("jobman", "engine", "worker")
 
 
-def _jobman_options(params: Mapping[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
+def jobman_options(params: Mapping[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
     """(dao, table_prefix, extra_job_fields) from jobman's migration options.
 
     ``dao`` is ``jobman`` (JobmanSqliteDAO: tables jobman_job, jobman_kvp; the default),
@@ -73,7 +77,7 @@ def _jobman_options(params: Mapping[str, Any]) -> tuple[str, str | None, dict[st
 def _jobman(params: Mapping[str, Any]) -> MetaData:
     from dblayer.stores import jobman
 
-    dao, prefix, extra = _jobman_options(params)
+    dao, prefix, extra = jobman_options(params)
     # The tables exactly as the DAO builds them (it connects to nothing until used).
     if dao == "jobman":
         instance = jobman.JobmanSqliteDAO(db_uri=":memory:", initialize=False)
@@ -93,7 +97,7 @@ def _jobman(params: Mapping[str, Any]) -> MetaData:
 
 def _jobman_version_table(params: Mapping[str, Any]) -> str:
     """One version table per set of jobman tables: ``alembic_version_<prefix>job``."""
-    _dao, prefix, _extra = _jobman_options(params)
+    _dao, prefix, _extra = jobman_options(params)
     return f"alembic_version_{prefix or ''}job"
 
 
@@ -103,13 +107,23 @@ def _nova(params: Mapping[str, Any]) -> MetaData:
     return BASE.metadata
 
 
+def _original(store: str) -> Callable[[str, Mapping[str, Any]], Original]:
+    """The original application's schema, from ``<store>/adopt.py`` (imported when used)."""
+
+    def original(dialect: str, params: Mapping[str, Any]) -> Original:
+        module = importlib.import_module(f"{__name__}.{store}.adopt")
+        return module.original(dialect, params)
+
+    return original
+
+
 STORES = {
-    name: register(StoreMigrations(name, os.path.join(HERE, name), loader))
-    for name, loader in [
-        ("nanny", _nanny),
-        ("topchef", _topchef),
-        ("blitz", _blitz),
-        ("nova", _nova),
+    name: register(StoreMigrations(name, os.path.join(HERE, name), loader, original=original))
+    for name, loader, original in [
+        ("nanny", _nanny, _original("nanny")),
+        ("topchef", _topchef, _original("topchef")),
+        ("blitz", _blitz, _original("blitz")),
+        ("nova", _nova, None),
     ]
 }
 STORES["jobman"] = register(
@@ -119,7 +133,8 @@ STORES["jobman"] = register(
         _jobman,
         parameters=("dao", "table_prefix", "extra_job_fields"),
         version_table_for=_jobman_version_table,
+        original=_original("jobman"),
     )
 )
 
-__all__ = ["STORES"]
+__all__ = ["JOBMAN_DAOS", "STORES", "jobman_options"]

@@ -152,18 +152,67 @@ def test_a_long_table_name_gets_a_short_index_name(fresh_dao):
     assert names == [index.name]
 
 
-def test_an_existing_table_is_not_altered_for_new_fields(fresh_dao, backend, tmp_path):
+def drop_lease_columns(dao):
+    """Make the DAO's job table an older one: no lease columns yet (as migration 0001 or
+    jobman itself made it)."""
+    table = dao.orms["job"].table.name
+    for column in ("claimed_by", "claim_expires", "claimed_from"):
+        dao.db.run(
+            lambda conn, c=column: conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN {c}"))
+        )
+
+
+def test_an_existing_table_gains_new_fields_and_the_lease_columns(fresh_dao, backend, tmp_path):
     uri = {"db_uri": str(tmp_path / "alter.db")} if backend == "sqlite_memory" else {}
     old = fresh_dao(WorkerSqliteDAO, table_prefix="jmt_alter_", **uri)
+    old.create_job({"key": "k", "status": "PENDING", "batch_meta": {"n": 1}})
+    drop_lease_columns(old)
     extra = {"extra": {"type": "TEXT"}}
     new = fresh_dao(
         WorkerSqliteDAO, table_prefix="jmt_alter_", extra_job_fields=extra, reuse_tables=True, **uri
     )
     columns = {c["name"] for c in sa.inspect(new.db.engine).get_columns("jmt_alter_job")}
-    assert "extra" not in columns
-    with pytest.raises(SqliteDAO.InsertError):
-        new.create_job({"key": "k", "extra": "x"})
-    assert old.get_job("k") is None
+    assert {"extra", "claimed_by", "claim_expires", "claimed_from"} <= columns
+    assert new.get_job("k") == {**old.get_job("k"), "extra": None}
+    new.create_job({"key": "k2", "status": "PENDING", "extra": "x"})
+    assert new.get_job("k2")["extra"] == "x"
+    assert sorted(job["key"] for job in new.claim_jobs()) == ["k", "k2"]
+
+
+def test_a_table_with_a_field_the_dao_dropped_is_left_as_it_is(fresh_dao, backend, tmp_path):
+    uri = {"db_uri": str(tmp_path / "drop.db")} if backend == "sqlite_memory" else {}
+    extra = {"extra": {"type": "TEXT"}}
+    old = fresh_dao(WorkerSqliteDAO, table_prefix="jmt_drop_", extra_job_fields=extra, **uri)
+    old.create_job({"key": "k", "status": "PENDING", "extra": "x"})
+    new = fresh_dao(WorkerSqliteDAO, table_prefix="jmt_drop_", reuse_tables=True, **uri)
+    columns = {c["name"] for c in sa.inspect(new.db.engine).get_columns("jmt_drop_job")}
+    assert "extra" in columns
+    assert "extra" not in new.get_job("k")
+    assert [job["key"] for job in new.claim_jobs()] == ["k"]
+    assert old.get_job("k")["extra"] == "x"
+
+
+def test_a_table_that_differs_otherwise_still_gains_the_missing_columns(
+    fresh_dao, backend, tmp_path
+):
+    uri = {"db_uri": str(tmp_path / "mixed.db")} if backend == "sqlite_memory" else {}
+    gone = {"gone": {"type": "TEXT"}}
+    old = fresh_dao(WorkerSqliteDAO, table_prefix="jmt_mixed_", extra_job_fields=gone, **uri)
+    old.create_job({"key": "k", "status": "PENDING", "gone": "x"})
+    drop_lease_columns(old)
+    # A field dropped (left as it is) and one added, with the lease columns (added).
+    extra = {"extra": {"type": "TEXT"}}
+    new = fresh_dao(
+        WorkerSqliteDAO, table_prefix="jmt_mixed_", extra_job_fields=extra, reuse_tables=True, **uri
+    )
+    columns = {c["name"] for c in sa.inspect(new.db.engine).get_columns("jmt_mixed_job")}
+    assert {"gone", "extra", "claimed_by", "claim_expires", "claimed_from"} <= columns
+    new.create_job({"key": "k2", "status": "PENDING", "extra": "y"})
+    claimed = new.claim_jobs({"order_by": {"field": "key"}})
+    assert [(job["key"], job["extra"]) for job in claimed] == [("k", None), ("k2", "y")]
+    assert "gone" not in claimed[0]
+    assert old.get_job("k")["gone"] == "x"
+    assert sorted(new.extend_claims()) == ["k", "k2"]
 
 
 def test_flush_removes_the_database_contents(fresh_dao, backend, run_dir):

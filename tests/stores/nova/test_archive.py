@@ -12,6 +12,7 @@ import sqlalchemy as sa
 import dblayer.stores.nova as nova
 from dblayer.core import InvalidQuery
 from dblayer.stores.nova import exception, models
+from dblayer.stores.nova.api.archive import archive_deleted_rows_before
 
 OWNED = (
     "instance_metadata",
@@ -154,3 +155,60 @@ def test_tables_without_deleted_rows_archive_nothing(nova_db, ctx, admin):
     assert nova.archive_deleted_rows_for_table(admin, "dns_domains", 100) == 0
     assert nova.archive_deleted_rows_for_table(admin, "volumes", 100) == 0
     assert uuid.UUID(nova.instance_get_all(ctx)[0]["uuid"])
+
+
+CHILDREN_FIRST = (
+    "instance_actions_events",
+    "instance_actions",
+    "instance_faults",
+    "instance_metadata",
+    "instance_system_metadata",
+    "instance_info_caches",
+    "instances",
+)
+
+
+def test_before_moves_only_what_was_deleted_earlier(nova_db, ctx, admin):
+    old, new = _instance(ctx, "old"), _instance(ctx, "new")
+    nova.instance_destroy(ctx, old)
+    nova.instance_destroy(ctx, new)
+    long_ago = dt.datetime(2020, 1, 1, 12, 0, 0, 5)
+    # "old" was destroyed long ago, with the rows destroyed along with it.
+    for name in (*OWNED, "instances"):
+        table = models.BASE.metadata.tables[name]
+        ids = [r["id"] for r in _by_instance(nova_db, name, old) if r["deleted"]]
+        with nova_db.transaction() as conn:
+            conn.execute(sa.update(table).where(table.c.id.in_(ids)).values(deleted_at=long_ago))
+    old_rows = {name: _by_instance(nova_db, name, old) for name in CHILDREN_FIRST}
+    new_rows = {name: _by_instance(nova_db, name, new) for name in CHILDREN_FIRST}
+    cutoff = dt.datetime(2021, 1, 1, tzinfo=dt.UTC)
+
+    moved = sum(archive_deleted_rows_before(admin, name, cutoff) for name in CHILDREN_FIRST)
+
+    assert moved == sum(len(rows) for rows in old_rows.values())
+    for name in CHILDREN_FIRST:
+        assert _by_instance(nova_db, name, old) == []
+        shadow = _shadow_by_instance(nova_db, name, old)
+        assert sorted(r["id"] for r in shadow) == sorted(r["id"] for r in old_rows[name])
+        # The rows still live under "old" died with it: deleted when it was.
+        assert {r["deleted_at"] for r in shadow} == {long_ago}
+        assert _shadow_by_instance(nova_db, name, new) == []
+        assert {r["id"] for r in _by_instance(nova_db, name, new)} == {
+            r["id"] for r in new_rows[name]
+        }
+    assert sum(archive_deleted_rows_before(admin, n, cutoff) for n in CHILDREN_FIRST) == 0
+    assert nova.archive_deleted_rows(admin) == sum(len(rows) for rows in new_rows.values())
+    assert all(_by_instance(nova_db, name, new) == [] for name in CHILDREN_FIRST)
+
+
+def test_before_rejects_bad_arguments_and_users(nova_db, ctx, admin):
+    gone = _instance(ctx, "gone")
+    nova.instance_destroy(ctx, gone)
+    with pytest.raises(exception.AdminRequired):
+        archive_deleted_rows_before(ctx, "instances", dt.datetime(2030, 1, 1))
+    for bad in ("2030-01-01", dt.date(2030, 1, 1), 0):
+        with pytest.raises(InvalidQuery, match="before"):
+            archive_deleted_rows_before(admin, "instance_metadata", bad)
+    with pytest.raises(InvalidQuery, match="unknown table"):
+        archive_deleted_rows_before(admin, "nope", None)
+    assert _shadow_by_instance(nova_db, "instance_metadata", gone) == []

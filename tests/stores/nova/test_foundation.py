@@ -19,7 +19,14 @@ from tests.stores.nova.conftest import make_instance
 from tests.stores.nova.seed_signatures import SEED_SIGNATURES
 
 # The functions part 1 (issue 7) delivers: their names' prefixes, and a few whole names.
-PART1_PREFIXES = ("action_", "actions_get", "block_device_mapping_", "migration_", "ec2_", "s3_image_")
+PART1_PREFIXES = (
+    "action_",
+    "actions_get",
+    "block_device_mapping_",
+    "migration_",
+    "ec2_",
+    "s3_image_",
+)
 PART1_NAMES = {
     "archive_deleted_rows",
     "archive_deleted_rows_for_table",

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 import dblayer.stores.nova as nova
 from dblayer.core import InvalidQuery, InvalidValue
 from dblayer.stores.nova import RequestContext, exception, models
-from dblayer.stores.nova.api import security_groups
+from dblayer.stores.nova.api import instances, security_groups
 
 
 def _create(ctx, **values) -> str:
@@ -287,6 +287,12 @@ def test_ensure_default_takes_the_group_a_racing_creator_made(nova_db, ctx, monk
         return None if len(calls) == 1 else real(project_id)
 
     monkeypatch.setattr(security_groups, "_default_group_id", not_there_yet)
+
+    class NotThereYet:  # instance_create's own first look at the group misses it too
+        def all(self, conn, **params):
+            return []
+
+    monkeypatch.setattr(instances, "_DEFAULT_GROUP_QUERY", NotThereYet())
     instance = nova.instance_create(ctx, {"security_groups": ["default"]})
     assert calls == ["project1", "project1"]
     assert [g.id for g in instance.security_groups] == [made.id]

@@ -15,8 +15,11 @@ from tests.stores.nova.conftest import table_rows
 def _make(ctx, **kw):
     values = {"name": "g", "project_id": ctx.project_id, "user_id": ctx.user_id}
     return nova.instance_group_create(
-        ctx, values, policies=kw.get("policies", ["anti-affinity"]),
-        metadata=kw.get("metadata", {"k1": "v1"}), members=kw.get("members", ["i1", "i2"]),
+        ctx,
+        values,
+        policies=kw.get("policies", ["anti-affinity"]),
+        metadata=kw.get("metadata", {"k1": "v1"}),
+        members=kw.get("members", ["i1", "i2"]),
     )
 
 
@@ -87,7 +90,11 @@ def test_missing_groups_are_not_found(nova_db, ctx):
 
 def test_members(nova_db, ctx):
     group = _make(ctx)
-    assert nova.instance_group_members_add(ctx, group.uuid, ["i2", "i3", "i3"]) == ["i2", "i3", "i3"]
+    assert nova.instance_group_members_add(ctx, group.uuid, ["i2", "i3", "i3"]) == [
+        "i2",
+        "i3",
+        "i3",
+    ]
     assert sorted(nova.instance_group_members_get(ctx, group.uuid)) == ["i1", "i2", "i3"]
     nova.instance_group_members_add(ctx, group.uuid, ["i3", "i4"], set_delete=True)
     assert sorted(nova.instance_group_members_get(ctx, group.uuid)) == ["i3", "i4"]
@@ -102,7 +109,9 @@ def test_members(nova_db, ctx):
 def test_metadata(nova_db, ctx):
     group = _make(ctx)
     assert nova.instance_group_metadata_add(ctx, group.uuid, {"k1": "new", "k2": "b"}) == {
-        "k1": "new", "k2": "b"}
+        "k1": "new",
+        "k2": "b",
+    }
     assert nova.instance_group_metadata_get(ctx, group.uuid) == {"k1": "new", "k2": "b"}
     nova.instance_group_metadata_add(ctx, group.uuid, {"k3": "c"}, set_delete=True)
     assert nova.instance_group_metadata_get(ctx, group.uuid) == {"k3": "c"}
@@ -115,7 +124,10 @@ def test_metadata(nova_db, ctx):
 def test_policies(nova_db, ctx):
     group = _make(ctx)
     nova.instance_group_policies_add(ctx, group.uuid, ["affinity", "anti-affinity"])
-    assert sorted(nova.instance_group_policies_get(ctx, group.uuid)) == ["affinity", "anti-affinity"]
+    assert sorted(nova.instance_group_policies_get(ctx, group.uuid)) == [
+        "affinity",
+        "anti-affinity",
+    ]
     nova.instance_group_policies_add(ctx, group.uuid, ["x"], set_delete=True)
     assert nova.instance_group_policies_get(ctx, group.uuid) == ["x"]
     nova.instance_group_policy_delete(ctx, group.uuid, "x")
@@ -126,13 +138,21 @@ def test_policies(nova_db, ctx):
 
 def test_update_replaces_sets_and_sets_columns(nova_db, ctx):
     group = _make(ctx)
-    assert nova.instance_group_update(
-        ctx, group.uuid, {"name": "renamed", "policies": ["p2"], "metadata": {"m": "1"},
-                          "members": ["z"]}
-    ) is None
+    assert (
+        nova.instance_group_update(
+            ctx,
+            group.uuid,
+            {"name": "renamed", "policies": ["p2"], "metadata": {"m": "1"}, "members": ["z"]},
+        )
+        is None
+    )
     again = nova.instance_group_get(ctx, group.uuid)
     assert (again.name, again.policies, again.metadetails, again.members) == (
-        "renamed", ["p2"], {"m": "1"}, ["z"])
+        "renamed",
+        ["p2"],
+        {"m": "1"},
+        ["z"],
+    )
     nova.instance_group_update(ctx, group.uuid, {"user_id": "u9"})
     again = nova.instance_group_get(ctx, group.uuid)
     assert again.user_id == "u9" and again.policies == ["p2"]
@@ -148,12 +168,17 @@ def test_delete_soft_deletes_the_group_and_its_sets(nova_db, ctx):
     nova.instance_group_delete(ctx, group.uuid)
     with pytest.raises(exception.InstanceGroupNotFound):
         nova.instance_group_get(ctx, group.uuid)
-    for model in (models.InstanceGroup, models.InstanceGroupPolicy, models.InstanceGroupMember,
-                  models.InstanceGroupMetadata):
+    for model in (
+        models.InstanceGroup,
+        models.InstanceGroupPolicy,
+        models.InstanceGroupMember,
+        models.InstanceGroupMetadata,
+    ):
         assert all(r["deleted"] == r["id"] for r in table_rows(nova_db, model))
     deleted = nova.instance_group_get(ctx.elevated(read_deleted="yes"), group.uuid)
     assert deleted.uuid == group.uuid and deleted.policies == []  # only live children show
     assert [g.uuid for g in nova.instance_group_get_all(ctx.elevated(read_deleted="only"))] == [
-        group.uuid]
+        group.uuid
+    ]
     # The uuid is free again.
     assert nova.instance_group_create(ctx, {"uuid": group.uuid}).uuid == group.uuid

@@ -29,7 +29,7 @@ from dblayer.core import (
     upsert,
     url_for_path,
 )
-from dblayer.core.upsert import insert_many_ids
+from dblayer.core.upsert import insert_many_ids, paused_gc
 
 from . import fixtures as _fixtures
 from .models import (
@@ -211,6 +211,12 @@ class DatabaseClient:
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
             raise InvalidValue(f"items must be a list of blitz model instances, got {items!r}")
         items = list(items)
+        # Every new object gets an identity key that outlives the call: see paused_gc.
+        with paused_gc(len(items) >= _GC_PAUSE_MIN):
+            self._add_many(items)
+        return items
+
+    def _add_many(self, items: list[M]) -> None:
         bulk: dict[type[BlitzBase], _Batch] = {}
         orm: list[BlitzBase] = []
         for item in items:
@@ -236,7 +242,6 @@ class DatabaseClient:
         # Only now, committed, do the new objects get their ids (a failed call leaves none).
         for batch in bulk.values():
             batch.detach()
-        return items
 
     def all(self, model: type[M]) -> list[M]:
         """Every row of ``model``, by id."""
@@ -517,6 +522,10 @@ class DatabaseClient:
 
 
 # -- module helpers ---------------------------------------------------------------------------
+
+
+# add_many pauses the garbage collector from this many items on.
+_GC_PAUSE_MIN = 1000
 
 
 class _Batch:

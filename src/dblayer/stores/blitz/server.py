@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import redis as _redis
 
@@ -66,10 +66,14 @@ def _translated() -> Iterator[None]:
     """Redis errors as dblayer's own."""
     try:
         yield
-    except (_redis.ConnectionError, _redis.TimeoutError) as e:
-        raise DBConnectionError(f"redis unreachable: {e}") from e
     except _redis.RedisError as e:
-        raise DatabaseError(f"redis error: {e}") from e
+        _raise_translated(e)
+
+
+def _raise_translated(e: _redis.RedisError) -> NoReturn:
+    if isinstance(e, (_redis.ConnectionError, _redis.TimeoutError)):
+        raise DBConnectionError(f"redis unreachable: {e}") from e
+    raise DatabaseError(f"redis error: {e}") from e
 
 
 def _message(message: Any) -> Any:
@@ -158,8 +162,13 @@ class DatabaseServer:
                 "Attempted to save a logged variable with no session running: %s", message
             )
             return None
-        with _translated():
-            self.redis.lpush(self._data_key, _message(message))
+        if isinstance(message, bool) or not isinstance(message, (str, bytes, int, float)):
+            _message(message)  # raises
+        # Translated by hand, not with _translated(): this is the per-message hot path.
+        try:
+            self.redis.lpush(self._data_key, message)
+        except _redis.RedisError as e:
+            _raise_translated(e)
         return message
 
     def queue_many(self, messages: Iterable[Any]) -> int:

@@ -2,16 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import os
+import secrets
+import socket
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from dblayer.core import InvalidQuery, claim
+from dblayer.core import (
+    InvalidQuery,
+    Lease,
+    database_clock,
+    extend_leases,
+    requeue_expired,
+)
+from dblayer.core.claims import QueryClaims
+from dblayer.core.leases import check_lease_seconds, check_worker
 
 from . import utils as _dao_utils
-from .orm import ORM
+from .orm import ORM, _Double
 from .sqlite_dao import SqliteDAO
+
+# The job table's lease columns (not job fields: job dicts do not show them). Added by
+# jobman's migration 0002, so the first migration leaves them out.
+CLAIMED_BY = "claimed_by"
+CLAIM_EXPIRES = "claim_expires"
+CLAIMED_FROM = "claimed_from"
+LEASE_COLUMNS = (CLAIMED_BY, CLAIM_EXPIRES, CLAIMED_FROM)
+SINCE = "jobman_since"  # Column.info key: the migration that adds the column
+JOB_LEASE = Lease(worker=CLAIMED_BY, expires=CLAIM_EXPIRES, restore={"status": CLAIMED_FROM})
+DEFAULT_LEASE_SECONDS = 300.0
+_MODIFIED = "claim_modified"  # the bind parameter of a claim's new ``modified``
+
+
+def default_worker_id() -> str:
+    """A worker id unique to this DAO: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _lease_columns(status: sa.Column[Any]) -> list[sa.Column[Any]]:
+    info = {SINCE: "0002"}
+    return [
+        sa.Column(CLAIMED_BY, sa.Text(), info=info),
+        sa.Column(CLAIM_EXPIRES, _Double(53), info=info),
+        # The status a claim took the job from, of the status field's own type.
+        sa.Column(CLAIMED_FROM, status.type, info=info),
+    ]
 
 
 class JobsDaoMixin:
@@ -19,7 +56,36 @@ class JobsDaoMixin:
 
     The job table has an index on ``status`` (claims and queries select by it), created
     with the table and added to a job table created without it.
+
+    Claims are leased: ``claim_jobs`` records this DAO's ``worker_id`` on the jobs it
+    takes and when its lease on them ends (``lease_seconds`` from the claim, on the
+    database's clock), in columns of the job table that job dicts do not show. A live
+    worker calls ``extend_claims``; ``requeue_expired_jobs`` (any process, any number at
+    once) puts jobs still CLAIMED after their lease ended back in the status they were
+    claimed from. ``worker_id`` and ``lease_seconds`` are keyword-only options of every
+    job DAO's constructor, and attributes.
     """
+
+    # Seconds a claim holds its jobs unless extended.
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    # claim_jobs' prepared claims, made on first use.
+    _job_claims: QueryClaims | None = None
+
+    def __init__(
+        self,
+        *args: Any,
+        worker_id: str | None = None,
+        lease_seconds: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``worker_id`` (default ``host:pid:random``) names this DAO's claims;
+        ``lease_seconds`` (default 300) is how long they last unless extended."""
+        if worker_id is not None:
+            check_worker(worker_id)
+        if lease_seconds is not None:
+            self.lease_seconds = check_lease_seconds(lease_seconds)
+        self.worker_id = worker_id or default_worker_id()
+        super().__init__(*args, **kwargs)
 
     class JOB_STATUSES:
         """The statuses a job goes through."""
@@ -38,6 +104,8 @@ class JobsDaoMixin:
         job = orms.get("job")
         if isinstance(job, ORM) and job.field_kind("status") in ("TEXT", "INTEGER", "FLOAT"):
             job.add_index("status")
+        if isinstance(job, ORM) and "status" in job.table.c:
+            job.add_columns(*_lease_columns(job.table.c.status))
         return orms
 
     def create_job(self, job: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -68,21 +136,112 @@ class JobsDaoMixin:
         returned to one caller only. Only jobs that match ``query`` when the claim runs
         are taken (its ``order_by`` picks which, its ``limit`` how many), and never a job
         that is CLAIMED already: put it back to another status to have it claimed again.
+        The claim is this DAO's for ``lease_seconds`` (see ``extend_claims`` and
+        ``requeue_expired_jobs``).
+        """
+        claims = self._job_claims or self._make_job_claims()
+        # A query without a limit claims every matching job. (The time goes unused by a
+        # job table without ``modified``.)
+        return claims.claim(
+            self.db,
+            query,
+            {_MODIFIED: _dao_utils.generate_timestamp()},
+            worker=self.worker_id,
+            lease_seconds=self.lease_seconds,
+        )
+
+    def _make_job_claims(self) -> QueryClaims:
+        """claim_jobs' claims, each shape of query prepared once: the job dicts come back
+        as they are (their fields only, in schema order)."""
+        orm = self._orm_for("job")
+        c = orm.table.c
+        claimed = self.JOB_STATUSES.CLAIMED
+        values: dict[str, Any] = {"status": claimed}
+        if "modified" in c:
+            values["modified"] = sa.bindparam(_MODIFIED)
+        claims = QueryClaims(
+            orm.table,
+            values,
+            where=[sa.or_(c.status.is_(None), c.status != claimed)],
+            lease=JOB_LEASE,
+            returning=[c[f] for f in orm.fields],
+            allowed_fields=orm._filterable,
+            transform_arg=orm._query_arg,
+        )
+        self._job_claims = claims
+        return claims
+
+    def extend_claims(self, keys: Sequence[Any] | None = None) -> list[Any]:
+        """Renew this DAO's claims (on the jobs ``keys``; None: all it holds) for another
+        ``lease_seconds``; return the keys of the jobs still held, which were renewed.
+
+        A job whose lease ended, or that was requeued or claimed by another DAO, is not
+        this DAO's any more and is left out. Called inside ``self.db.transaction()``, the
+        jobs returned stay locked until it ends: finish them there and no sweeper can
+        requeue them in between.
+        """
+        if keys is not None and (
+            isinstance(keys, (str, bytes, Mapping)) or not isinstance(keys, Sequence)
+        ):
+            raise InvalidQuery(f"keys must be a list of job keys or None, got {keys!r}")
+        table = self._orm_for("job").table
+        return extend_leases(
+            self.db, table, JOB_LEASE, self.worker_id, self.lease_seconds, ids=keys
+        )
+
+    def requeue_expired_jobs(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Put jobs that are still CLAIMED after their claim's lease ended back in the status
+        they were claimed from (with a fresh ``modified``); return them, oldest lease first
+        (at most ``limit``; None: all).
+
+        Safe with any number of sweepers at once: each job is requeued by one of them.
         """
         orm = self._orm_for("job")
-        compiled = orm.compile(query)
-        if compiled.offset:
-            raise InvalidQuery("claim_jobs takes no offset")
         table = orm.table
-        claimed = self.JOB_STATUSES.CLAIMED
-        where = [*compiled.where, sa.or_(table.c.status.is_(None), table.c.status != claimed)]
-        values: dict[str, Any] = {"status": claimed}
+        values: dict[str, Any] = {}
         if "modified" in table.c:
             values["modified"] = _dao_utils.generate_timestamp()
-        # A query without a limit claims every matching job.
-        return claim(
-            self.db, table, values, where=where, order_by=compiled.order_by, limit=compiled.limit
+        rows = requeue_expired(
+            self.db,
+            table,
+            JOB_LEASE,
+            values=values,
+            where=[table.c.status == self.JOB_STATUSES.CLAIMED],
+            limit=limit,
         )
+        return _job_dicts(orm, rows)
+
+    def job_stats(self) -> dict[str, Any]:
+        """The queue at a glance: ``{"statuses": {status: count}, "total": n,
+        "oldest_pending_age": seconds or None, "claimed": n, "expired_claims": n}``.
+
+        Ages and leases are measured on the database's clock (``created`` is the creating
+        host's ``time.time()``).
+        """
+        table = self._orm_for("job").table
+        c = table.c
+        now = database_clock(self.db)
+        claimed = c.status == self.JOB_STATUSES.CLAIMED
+
+        def read(conn: sa.Connection) -> dict[str, Any]:
+            counts = conn.execute(sa.select(c.status, sa.func.count()).group_by(c.status)).all()
+            oldest = None
+            if "created" in c:
+                pending = c.status == self.JOB_STATUSES.PENDING
+                oldest = conn.execute(
+                    sa.select(now - sa.func.min(c.created)).where(pending)
+                ).scalar()
+            expired = sa.func.count(sa.case((c[CLAIM_EXPIRES] < now, 1)))  # MariaDB: no FILTER
+            held, lapsed = conn.execute(sa.select(sa.func.count(), expired).where(claimed)).one()
+            return {
+                "statuses": {status: n for status, n in counts},
+                "total": sum(n for _, n in counts),
+                "oldest_pending_age": None if oldest is None else max(0.0, float(oldest)),
+                "claimed": held,
+                "expired_claims": lapsed,
+            }
+
+        return self.db.run(read, readonly=True)
 
     def get_job(self, key: Any = None) -> dict[str, Any] | None:
         """The job with ``key``, or None."""
@@ -95,6 +254,12 @@ class JobsDaoMixin:
     def generate_status_filter(self, status: str | None = None) -> dict[str, Any]:
         """A filter matching jobs with ``status``."""
         return {"field": "status", "op": "=", "arg": status}
+
+
+def _job_dicts(orm: ORM, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the job table as job dicts: the fields only, in schema order."""
+    fields = tuple(orm.fields)
+    return [{f: row[f] for f in fields} for row in rows]
 
 
 def _job_orm_specs(schema: type[_dao_utils.Schema], extra_job_fields: Any) -> list[dict[str, Any]]:

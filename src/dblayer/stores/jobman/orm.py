@@ -304,6 +304,9 @@ class ORM:
             for f, kind in kinds.items()
         ]
         self._table = sa.Table(self.table_name, sa.MetaData(), *columns)
+        # The table records are read from and written to: the fields' columns only (the
+        # same Table until add_columns gives the stored table more).
+        self._records = self._table
 
     @property
     def table_name(self) -> str:
@@ -312,8 +315,22 @@ class ORM:
 
     @property
     def table(self) -> sa.Table:
-        """The SQLAlchemy Table (``str(orm.table)`` is its name)."""
+        """The SQLAlchemy Table (``str(orm.table)`` is its name), with every column it stores."""
         return self._table
+
+    def add_columns(self, *columns: sa.Column[Any]) -> None:
+        """Store ``columns`` in the table besides the fields: records neither show nor set
+        them, and saving a record leaves them as they are (a job's lease, for example)."""
+        taken = [c.name for c in columns if c.name in self._table.c]
+        if taken:
+            raise InvalidValue(
+                f"{self.name}: {', '.join(taken)} cannot be fields: the table keeps its own "
+                "columns under those names"
+            )
+        if self._records is self._table:
+            self._records = self._table.to_metadata(sa.MetaData())
+        for column in columns:
+            self._table.append_column(column)
 
     def create_table(self, connection: sa.Connection | None = None) -> None:
         """Create the table on ``connection`` unless it exists, and its missing indexes (an
@@ -396,9 +413,9 @@ class ORM:
         """INSERT prepared records in one executemany; ``replace`` overwrites existing keys."""
         try:
             if replace:
-                upsert(connection, self._table, records)
+                upsert(connection, self._records, records)
             else:
-                insert_many(connection, self._table, records)
+                insert_many(connection, self._records, records)
         except (DBLayerError, sa.exc.SQLAlchemyError) as e:
             self._fail(e, self.InsertError)
 
@@ -492,7 +509,7 @@ class ORM:
 
     def select(self, query: Mapping[str, Any] | None = None) -> sa.Select[Any]:
         """The SELECT of the records matching ``query``."""
-        return self.compile(query).apply(sa.select(self._table))
+        return self.compile(query).apply(sa.select(*(self._table.c[f] for f in self.fields)))
 
     def fetch(
         self, connection: sa.Connection, query: Mapping[str, Any] | None = None
@@ -504,7 +521,7 @@ class ORM:
         transform = self._query_arg if self._needs_transform(query) else None
         return fetch_query(
             connection,
-            self._table,
+            self._records,
             query,
             allowed_fields=self._filterable,
             transform_arg=transform,
@@ -546,9 +563,9 @@ class ORM:
             raise InvalidQuery(f"updates must be a non-empty dict of field: value, got {updates!r}")
         values = {f: self.convert(f, v) for f, v in updates.items() if self._known(f)}
         where = where_query(
-            self._table, query, allowed_fields=self._filterable, transform_arg=self._query_arg
+            self._records, query, allowed_fields=self._filterable, transform_arg=self._query_arg
         )
-        return sa.update(self._table).where(*where).values(values)
+        return sa.update(self._records).where(*where).values(values)
 
     def update_objects(
         self,

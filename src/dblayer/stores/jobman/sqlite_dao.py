@@ -8,11 +8,10 @@ work on a core Database (committed, replayed on deadlocks and lock timeouts).
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sized
+from collections.abc import Iterable, Mapping, Sized
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,8 +27,11 @@ from dblayer.core import (
     InvalidValue,
     TransientError,
     canonical_json,
+    migrations,
     url_for_path,
 )
+from dblayer.core.migrations import StoreMigrations
+from dblayer.core.upsert import paused_gc
 
 from . import orm as _orm
 from . import utils as _dao_utils
@@ -131,17 +133,45 @@ class SqliteDAO:
         self.ensure_tables()
 
     def ensure_tables(self) -> None:
-        """Create every missing table; existing tables are not altered.
+        """Create every missing table, and add to existing tables the columns and indexes
+        they lack (a field added to ``extra_job_fields`` since, the job lease columns).
 
-        Safe when several processes start at once: a CREATE that fails because another
-        process created the table in the meantime is not an error.
+        Nothing else is changed: where a table also differs otherwise (a field dropped or
+        of another type) that is left as it is, with a warning (``dblayer db upgrade`` or
+        ``core.migrations`` deal with those), and the missing columns are still added.
+        Safe when several processes start at once: a CREATE or ADD COLUMN that another
+        process made in the meantime is not an error.
         """
+        existing = set(self.db.table_names())
         for orm in self.orms.values():
+            if orm.table.name in existing:
+                continue
             try:
                 self.db.run(lambda conn, orm=orm: orm.create_table(connection=conn))
             except DBLayerError:
                 if orm.table.name not in self.db.table_names():
                     raise
+        if any(orm.table.name in existing for orm in self.orms.values()):
+            self._add_missing()
+
+    def _add_missing(self) -> None:
+        """core.migrations.add_missing over this DAO's tables."""
+        metadata = sa.MetaData()
+        for orm in self.orms.values():
+            orm.table.to_metadata(metadata)
+        # The DAO's own tables as a store: add_missing compares and alters only them
+        # (it runs no migration script, so there is none to locate).
+        tables = StoreMigrations(f"{self.table_prefix or ''}dao", "", lambda _params: metadata)
+        # Other differences are left as they are: add_missing logs them.
+        try:
+            try:
+                migrations.add_missing(self.db, tables, others="ignore")
+            except InvalidValue:
+                raise
+            except DBLayerError:  # another process added the same column first
+                migrations.add_missing(self.db, tables, others="ignore")
+        except InvalidValue as e:  # a new NOT NULL field: existing rows would have no value
+            self.logger.warning("jobman tables left as they are: %s", e)
 
     def flush(self) -> None:
         """Remove the database's contents: a file database's files, else this DAO's tables.
@@ -201,7 +231,7 @@ class SqliteDAO:
         IntegrityError for an existing key and saves nothing of the batch.
         """
         orm = self._orm_for(ent_type)
-        with _gc_paused(isinstance(ents, Sized) and len(ents) >= _GC_PAUSE_MIN):
+        with paused_gc(isinstance(ents, Sized) and len(ents) >= _GC_PAUSE_MIN):
             records = orm.prepare_records(ents)
             if records:
                 try:
@@ -311,19 +341,6 @@ class SqliteDAO:
 # cyclic garbage collector would scan them over and over (about a third of the time of
 # a 20,000-job save) and find nothing to free. It is paused for saves this large.
 _GC_PAUSE_MIN = 1000
-
-
-@contextlib.contextmanager
-def _gc_paused(pause: bool) -> Iterator[None]:
-    """Pause the cyclic garbage collector for the block, if ``pause`` and it is running."""
-    if not pause or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _rowcount(conn: sa.Connection, stmt: sa.Update) -> int:

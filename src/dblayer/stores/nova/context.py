@@ -53,7 +53,9 @@ class RequestContext:
         self.user_id = user_id
         self.project_id = project_id
         self.roles = list(roles or [])
-        self.is_admin = ("admin" in [r.lower() for r in self.roles]) if is_admin is None else is_admin
+        self.is_admin = (
+            ("admin" in [r.lower() for r in self.roles]) if is_admin is None else is_admin
+        )
         self.read_deleted = read_deleted
         self.remote_address = remote_address
         if isinstance(timestamp, str):

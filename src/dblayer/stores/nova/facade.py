@@ -57,8 +57,10 @@ def configure(
     """
     global _configured
     if database is None:
-        database = Database(url, reader_url=reader_url) if url else Database.from_env(
-            reader_url=reader_url
+        database = (
+            Database(url, reader_url=reader_url)
+            if url
+            else Database.from_env(reader_url=reader_url)
         )
     if create_tables and database not in _schema_ready:
         create_schema(database)

@@ -2,7 +2,8 @@
 
 jobman's tables depend on the DAO's options (``dao``, ``table_prefix``,
 ``extra_job_fields``: see ``dblayer.migrations``), so this revision creates the tables
-the store's MetaData holds for those options (columns and indexes), not a fixed list.
+the store's MetaData holds for those options (columns and indexes), not a fixed list,
+less the columns a later revision adds (marked ``info={"jobman_since": revision}``).
 
 Revision ID: 0001
 Revises:
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 from dblayer.core.migrations import exact_text
+from dblayer.stores.jobman.jobs import SINCE
 
 revision = '0001'
 down_revision = None
@@ -40,6 +42,7 @@ def upgrade() -> None:
                     autoincrement=column.autoincrement,
                 )
                 for column in table.columns
+                if not column.info.get(SINCE)  # added by a later revision
             ],
             **exact_text(),
         )

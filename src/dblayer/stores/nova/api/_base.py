@@ -43,10 +43,12 @@ MAX_INT = 0x7FFFFFFF
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 
 
-def api(check: Callable[[Any], None] | None = None) -> Callable[[F], F]:
+def api(check: Callable[[Any], None] | None = None, *, readonly: bool = False) -> Callable[[F], F]:
     """Decorator for a public call: ``check(context)``, then the call in one unit of work.
 
     A ``use_slave=True`` argument sends the unit to the reader when one is configured.
+    ``readonly`` marks a call that only reads: its unit takes no write lock (SQLite's
+    plain BEGIN), and it stays on the writer unless ``use_slave`` asks for the reader.
     """
 
     def wrap(fn: F) -> F:
@@ -57,17 +59,18 @@ def api(check: Callable[[Any], None] | None = None) -> Callable[[F], F]:
         def call(context: Any, *args: Any, **kwargs: Any) -> Any:
             if check is not None:
                 check(context)
-            readonly = False
+            use_slave = False
             if slave_at is not None:
                 if "use_slave" in kwargs:
-                    readonly = bool(kwargs["use_slave"])
+                    use_slave = bool(kwargs["use_slave"])
                 elif len(args) > slave_at:
-                    readonly = bool(args[slave_at])
+                    use_slave = bool(args[slave_at])
+            db = get_database()
+            # A read-only unit goes to the reader when there is one: only when asked to.
+            read_only = use_slave or (readonly and db.reader_engine is None)
             # A Core unit: the ORM Session is made on first use (get_session), so calls that
             # run Core statements only never pay for one.
-            return get_database().run(
-                lambda _conn: fn(context, *args, **kwargs), readonly=readonly
-            )
+            return db.run(lambda _conn: fn(context, *args, **kwargs), readonly=read_only)
 
         call.__wrapped_api__ = fn  # type: ignore[attr-defined]
         return call  # type: ignore[return-value]
@@ -180,8 +183,9 @@ def join_options(what: str, columns_to_join: Any, joins: Mapping[str, Any]) -> l
 # -- writing ---------------------------------------------------------------------------------
 
 
+@functools.cache
 def column_names(model: Any) -> frozenset[str]:
-    """The names of ``model``'s mapped columns."""
+    """The names of ``model``'s mapped columns (looked up once per model)."""
     return frozenset(attr.key for attr in sa.inspect(model).column_attrs)
 
 
@@ -241,7 +245,9 @@ def replace_key_values(
     ``delete``, keys absent from ``pairs`` soft-deleted (nova's metadata update)."""
     table = model.__table__
     owned = table.c[owner] == owner_value
-    rows = execute(sa.select(table.c.id, table.c.key, table.c.value).where(owned, live(table))).all()
+    rows = execute(
+        sa.select(table.c.id, table.c.key, table.c.value).where(owned, live(table))
+    ).all()
     if delete:
         doomed = [r.id for r in rows if r.key not in pairs]
         if doomed:

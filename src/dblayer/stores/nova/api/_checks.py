@@ -9,6 +9,7 @@ against the model first gives one clear InvalidValue on every backend.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +42,14 @@ def _int_bound(column_type: Any) -> int:
     return 2**31
 
 
+@functools.cache
+def _column_facts(model: Any, key: str) -> tuple[Any, Any, str]:
+    """Column ``key`` of ``model``, the type it stores as, and its name for messages (looked
+    up once: clean_value runs for every value written)."""
+    column = sa.inspect(model).columns[key]
+    return column, _base_type(column.type), f"{model.__tablename__}.{key}"
+
+
 def clean_value(model: Any, key: str, value: Any, *, lookup: bool = False) -> Any:
     """``value`` as column ``key`` of ``model`` stores it (0/1 become bools for a Boolean
     column); InvalidValue when the column cannot hold it the same way on every backend.
@@ -48,13 +57,11 @@ def clean_value(model: Any, key: str, value: Any, *, lookup: bool = False) -> An
     ``lookup``: the value is compared with the column, not stored: None is always fine
     (IS NULL), and a string too long or an integer too large simply matches nothing.
     """
-    column = sa.inspect(model).columns[key]
-    where = f"{model.__tablename__}.{key}"
+    column, kind, where = _column_facts(model, key)
     if value is None:
         if not lookup and not column.nullable and not column.primary_key:
             raise InvalidValue(f"{where} cannot be None")
         return value
-    kind = _base_type(column.type)
     if isinstance(kind, sa.Boolean):
         if isinstance(value, bool):
             return value

@@ -11,6 +11,7 @@ nova itself left them live, which kept every deleted instance in place for good.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +23,7 @@ from dblayer.core import (
     equal_any,
     live,
     not_equal,
-    soft_delete,
+    utcnow,
 )
 from dblayer.core import archive_deleted_rows as archive_all
 
@@ -58,21 +59,32 @@ def _check_max_rows(max_rows: Any) -> None:
         raise InvalidQuery(f"max_rows must be a non-negative integer or None, got {max_rows!r}")
 
 
+def _die_with(conn: Any, table: sa.Table, owner: sa.Table, link: Any) -> None:
+    """Soft-delete the live rows of ``table`` whose owner row (``link`` true) is soft-deleted,
+    as deleted when their owner was (so ``before`` treats them alike); one UPDATE."""
+    owned = sa.select(owner.c.deleted_at).where(link, ~live(owner)).limit(1).scalar_subquery()
+    values: dict[str, Any] = {
+        "deleted": table.c.id,
+        "deleted_at": sa.func.coalesce(owned, utcnow()),
+    }
+    if "updated_at" in table.c:
+        values["updated_at"] = table.c.updated_at
+    conn.execute(
+        sa.update(table).where(live(table), sa.exists().where(link, ~live(owner))).values(values)
+    )
+
+
 def _retire_children_of_deleted_instances() -> None:
     """Soft-delete the live rows owned by soft-deleted instances (one UPDATE per table)."""
     instances = models.Instance.__table__
-    deleted_uuids = sa.select(instances.c.uuid).where(~live(instances))
     with get_database().transaction() as conn:
         for model in INSTANCE_OWNED:
-            soft_delete(conn, model, model.__table__.c.instance_uuid.in_(deleted_uuids))
+            table = model.__table__
+            _die_with(conn, table, instances, instances.c.uuid == table.c.instance_uuid)
         # An action's events go with it.
         actions = models.InstanceAction.__table__
-        events = models.InstanceActionEvent
-        soft_delete(
-            conn,
-            events,
-            events.__table__.c.action_id.in_(sa.select(actions.c.id).where(~live(actions))),
-        )
+        events = models.InstanceActionEvent.__table__
+        _die_with(conn, events, actions, actions.c.id == events.c.action_id)
 
 
 # Not one unit of work: core archives in batches of their own transactions.
@@ -92,13 +104,28 @@ def archive_deleted_rows_for_table(
 ) -> int:
     """Move up to ``max_rows`` soft-deleted rows of ``tablename`` into ``shadow_<tablename>``;
     return how many moved (0 for a table without a shadow, or whose rows are still referred to)."""
+    return archive_deleted_rows_before(context, tablename, None, max_rows=max_rows)
+
+
+# Not in __all__: the seed's functions keep its signatures; ``dblayer archive --before``
+# calls this one.
+@require_admin_context
+def archive_deleted_rows_before(
+    context: Any, tablename: str, before: dt.datetime | None, max_rows: int | None = None
+) -> int:
+    """archive_deleted_rows_for_table, moving only rows soft-deleted before ``before`` (a
+    datetime; naive is UTC; None: every deleted row)."""
     _check_max_rows(max_rows)
     tables = models.BASE.metadata.tables
     if not isinstance(tablename, str) or tablename not in tables:
         names = sorted(n for n in tables if not n.startswith("shadow_"))
         raise InvalidQuery(f"unknown table {tablename!r}; nova's tables are: {', '.join(names)}")
+    if before is not None and not isinstance(before, dt.datetime):
+        raise InvalidQuery(f"before must be a datetime or None, got {before!r}")
     if tablename in {"instances", "instance_actions_events"} | {
         m.__tablename__ for m in INSTANCE_OWNED
     }:
         _retire_children_of_deleted_instances()
-    return archive_table(get_database(), models.BASE.metadata, tablename, max_rows=max_rows)
+    return archive_table(
+        get_database(), models.BASE.metadata, tablename, max_rows=max_rows, before=before
+    )

@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import Connection
 from sqlalchemy.orm import joinedload
 
 from dblayer.core import InvalidValue, PreparedQuery, live, utcnow
@@ -81,16 +80,16 @@ STATISTICS = (
 )
 
 
-def read_unit(work: Callable[[Connection], R]) -> R:
-    """Run ``work(conn)`` in a Core unit of work that only reads (retried like any unit;
-    joins the caller's unit when one is open).
+def read_unit(work: Callable[..., R], *args: Any) -> R:
+    """Run ``work(conn, *args)`` in a Core unit of work that only reads (retried like any
+    unit; joins the caller's unit when one is open).
 
     For hot reads, instead of ``api``'s ORM unit: no Session is made, and SQLite begins a
     plain (deferred) transaction instead of taking the write lock. Never on the reader:
     nova read these from the master, so the unit is read-only only when no reader is set.
     """
     db = get_database()
-    return db.run(work, readonly=db.reader_engine is None)
+    return db.run(work, *args, readonly=db.reader_engine is None)
 
 
 def missing_required(model: Any, values: Mapping[str, Any]) -> list[str]:

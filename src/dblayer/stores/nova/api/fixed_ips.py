@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,16 +38,17 @@ from dblayer.core import (
     DuplicateEntry,
     ForeignKeyViolation,
     InvalidQuery,
+    PreparedQuery,
+    PreparedWrite,
     RowObjects,
     insert_many,
     live,
     translate,
 )
-from dblayer.core.driver import bind_processor, cursor_execute, result_processor
 from dblayer.core.types import utcnow
 
 from .. import exception
-from ..context import authorize_project_context, is_user_context
+from ..context import authorize_project_context, check_admin, is_user_context
 from ..facade import get_database
 from ..models import FixedIp, FloatingIp, Instance, Network
 from ..types import shorten_ip
@@ -207,77 +207,16 @@ def fixed_ip_associate(
         raise _instance_not_found(instance_uuid) from None
 
 
-# fixed_ip_associate_pool is the hot path of every server creation: its statements are
-# compiled once per dialect and run on the driver cursor of the unit's connection (about a
-# tenth of SQLAlchemy's per-statement cost). The technique is core.claim's: the candidate
-# row is chosen and locked by one SELECT ... ORDER BY id LIMIT 1 (FOR UPDATE SKIP LOCKED on
+# fixed_ip_associate_pool is the hot path of every server creation. Its statements are
+# core's prepared statements (compiled once per dialect, run on the driver cursor of the
+# unit's connection), and only the SQL runs inside the transaction: the arguments are
+# checked before it begins and the returned object is made after it ends, so that the
+# lock is held no longer than needed. The technique is core.claim's: the candidate row is
+# chosen and locked by one SELECT ... ORDER BY id LIMIT 1 (FOR UPDATE SKIP LOCKED on
 # PostgreSQL and MariaDB; SQLite's writer holds the database from BEGIN IMMEDIATE), then
 # updated. Where UPDATE ... RETURNING exists (PostgreSQL, SQLite) both happen in one
 # statement, UPDATE ... WHERE id = (SELECT ...) RETURNING the row; MariaDB locks the row
 # with a SELECT of all its columns, then updates it by id.
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """One statement compiled for one dialect: its SQL, parameters and conversions."""
-
-    sql: str
-    order: tuple[str, ...] | None  # parameter names in order, for positional paramstyles
-    defaults: dict[str, Any]
-    bind: dict[str, Callable[[Any], Any]]
-    names: tuple[str, ...]  # the columns it returns
-    convert: tuple[tuple[int, Callable[[Any], Any]], ...]
-
-
-class _Compiled:
-    """A statement (SELECT, or UPDATE ... RETURNING) compiled once per dialect and run on
-    the driver cursor of a Connection; driver errors come out as dblayer's own."""
-
-    def __init__(self, stmt: Any) -> None:
-        self.stmt = stmt
-        self._plans: dict[int, _Plan] = {}
-
-    def _plan(self, dialect: Any) -> _Plan:
-        plan = self._plans.get(id(dialect))
-        if plan is None:
-            compiled = self.stmt.compile(dialect=dialect)
-            columns = list(getattr(self.stmt, "exported_columns", ()))
-            convert = []
-            for i, column in enumerate(columns):
-                processor = result_processor(column.type, dialect)
-                if processor is not None:
-                    convert.append((i, processor))
-            binds = compiled.binds
-            plan = self._plans[id(dialect)] = _Plan(
-                sql=compiled.string,
-                order=tuple(compiled.positiontup) if compiled.positional else None,
-                defaults={n: p.value for n, p in binds.items() if not p.required},
-                bind={n: f for n, p in binds.items() if (f := bind_processor(p.type, dialect))},
-                names=tuple(c.name for c in columns),
-                convert=tuple(convert),
-            )
-        return plan
-
-    def first(self, conn: Connection, /, **params: Any) -> dict[str, Any] | None:
-        """Run with ``params``; the first row it returns as a dict (None when none / no rows)."""
-        plan = self._plan(conn.dialect)
-        values = {**plan.defaults, **params}
-        for name, convert in plan.bind.items():
-            if values.get(name) is not None:
-                values[name] = convert(values[name])
-        args: Any = values if plan.order is None else [values[n] for n in plan.order]
-        cursor = cursor_execute(conn, plan.sql, args)
-        try:
-            row = cursor.fetchone() if plan.names else None
-        finally:
-            cursor.close()
-        if row is None:
-            return None
-        row = list(row)
-        for i, convert in plan.convert:
-            if row[i] is not None:
-                row[i] = convert(row[i])
-        return dict(zip(plan.names, row, strict=True))
 
 
 def _free_rows(in_network: bool) -> list[Any]:
@@ -312,12 +251,18 @@ def _assignments(in_network: bool, set_instance: bool, set_host: bool) -> dict[s
     return values
 
 
+# LIMIT 1 written into the text, not bound: a generic plan of a prepared statement
+# (psycopg prepares one run five times) otherwise plans for a guessed row count.
+_ONE = sa.literal_column("1", sa.Integer)
+
+
 @functools.cache
 def _claim_one(
     in_network: bool, set_instance: bool, set_host: bool, skip_locked: bool
-) -> _Compiled:
+) -> PreparedQuery:
     """UPDATE the first free row (locked by its sub-SELECT) ... RETURNING it."""
-    pick = sa.select(_TABLE.c.id).where(*_free_rows(in_network)).order_by(_TABLE.c.id).limit(1)
+    pick = sa.select(_TABLE.c.id).where(*_free_rows(in_network)).order_by(_TABLE.c.id)
+    pick = pick.limit(_ONE)
     if skip_locked:
         pick = pick.with_for_update(skip_locked=True)
     stmt = (
@@ -326,20 +271,20 @@ def _claim_one(
         .values(_assignments(in_network, set_instance, set_host))
         .returning(*_TABLE.c)
     )
-    return _Compiled(stmt)
+    return PreparedQuery(stmt)
 
 
 @functools.cache
-def _lock_one(in_network: bool, skip_locked: bool) -> _Compiled:
+def _lock_one(in_network: bool, skip_locked: bool) -> PreparedQuery:
     """SELECT the first free row, locked (the first step where there is no RETURNING)."""
-    pick = sa.select(*_TABLE.c).where(*_free_rows(in_network)).order_by(_TABLE.c.id).limit(1)
-    return _Compiled(pick.with_for_update(skip_locked=skip_locked))
+    pick = sa.select(*_TABLE.c).where(*_free_rows(in_network)).order_by(_TABLE.c.id).limit(_ONE)
+    return PreparedQuery(pick.with_for_update(skip_locked=skip_locked))
 
 
 @functools.cache
-def _update_one(in_network: bool, set_instance: bool, set_host: bool) -> _Compiled:
+def _update_one(in_network: bool, set_instance: bool, set_host: bool) -> PreparedWrite:
     """UPDATE the row :id (locked by _lock_one)."""
-    return _Compiled(
+    return PreparedWrite(
         sa.update(_TABLE)
         .where(_TABLE.c.id == sa.bindparam("id", type_=_TABLE.c.id.type))
         .values(_assignments(in_network, set_instance, set_host))
@@ -347,47 +292,48 @@ def _update_one(in_network: bool, set_instance: bool, set_host: bool) -> _Compil
 
 
 def _allocate(
-    network_id: int | None, instance_uuid: str | None, host: str | None
+    conn: Connection,
+    shape: tuple[bool, bool, bool],
+    params: dict[str, Any],
+    returning: bool,
+    skip_locked: bool,
 ) -> dict[str, Any] | None:
-    """Hand the first free address to the instance and/or host; its row, or None."""
-    facts = get_database().facts
-    conn = connection()
-    params: dict[str, Any] = {"now": utcnow()}
-    if network_id is not None:
-        params["network_id"] = network_id
-    if instance_uuid is not None:
-        params["instance_uuid"] = instance_uuid
-    if host is not None:
-        params["host"] = host
-    shape = (network_id is not None, instance_uuid is not None, host is not None)
-    if facts.update_returning:
-        return _claim_one(*shape, facts.supports_skip_locked).first(conn, **params)
-    row = _lock_one(shape[0], facts.supports_skip_locked).first(conn, **params)
+    """The unit of work: hand the first free address to the instance and/or host
+    (``params``); its row, or None when none is left."""
+    params["now"] = utcnow()
+    if returning:
+        return _claim_one(*shape, skip_locked).first(conn, **params)
+    row = _lock_one(shape[0], skip_locked).first(conn, **params)
     if row is None:
         return None
-    _update_one(*shape).first(conn, id=row["id"], **params)
+    _update_one(*shape).run(conn, id=row["id"], **params)
     row["updated_at"] = params["now"]
     if row["network_id"] is None:
-        row["network_id"] = network_id
-    if instance_uuid is not None:
-        row["instance_uuid"] = instance_uuid
-    if host is not None:
-        row["host"] = host
+        row["network_id"] = params.get("network_id")
+    for key in ("instance_uuid", "host"):
+        if key in params:
+            row[key] = params[key]
     return row
 
 
-@api(ADMIN)
 def fixed_ip_associate_pool(
     context: Any, network_id: int | None, instance_uuid: str | None = None, host: str | None = None
 ) -> Any:
     """Find free ip in network and associate it to instance or host; raises if none is left."""
+    check_admin(context)
+    params: dict[str, Any] = {}
     if instance_uuid is not None:
-        require_uuid(instance_uuid)
+        params["instance_uuid"] = require_uuid(instance_uuid)
     network_id = _network_id(network_id)
+    if network_id is not None:
+        params["network_id"] = network_id
     if host is not None:
-        host = key_value(FixedIp, "host", host)
+        params["host"] = key_value(FixedIp, "host", host)
+    shape = (network_id is not None, instance_uuid is not None, host is not None)
+    db = get_database()
+    facts = db.facts
     try:
-        row = _allocate(network_id, instance_uuid, host)
+        row = db.run(_allocate, shape, params, facts.update_returning, facts.supports_skip_locked)
     except ForeignKeyViolation:
         raise _instance_not_found(instance_uuid) from None
     if row is None:

@@ -81,7 +81,6 @@ _WITH_INSTANCE = selectinload(FIP.fixed_ip).selectinload(FixedIp.instance)
 _RESOURCE = "floating_ips"
 
 
-
 # -- lookups ---------------------------------------------------------------------------------
 
 

@@ -36,16 +36,33 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import selectinload
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator
 
-from dblayer.core import DBLayerError, InvalidQuery, live, paginate, sort_keys, utcnow
+from dblayer.core import (
+    DBLayerError,
+    InvalidQuery,
+    RowObjects,
+    live,
+    paginate,
+    sort_keys,
+    utcnow,
+)
 
 from .. import exception
 from ..context import authorize_project_context, is_user_context
 from ..facade import get_database
-from ..models import Instance, InstanceMetadata, InstanceSystemMetadata, PciDevice
-from ._base import ADMIN, USER, api, execute, fetch_all, model_query
+from ..models import (
+    BlockDeviceMapping,
+    Instance,
+    InstanceInfoCache,
+    InstanceMetadata,
+    InstanceSystemMetadata,
+    PciDevice,
+    SecurityGroup,
+    SecurityGroupInstanceAssociation,
+)
+from ._base import ADMIN, USER, api, execute, model_query, read_deleted_clause
 
 __all__ = [
     "instance_get_active_by_window_joined",
@@ -91,7 +108,7 @@ _MY_BAD_REGEX = {1139}
 # -- public calls ----------------------------------------------------------------------------
 
 
-@api(USER)
+@api(USER, readonly=True)
 def instance_get_all(
     context: Any, columns_to_join: list[str] | None = None
 ) -> list[dict[str, Any]]:
@@ -101,7 +118,7 @@ def instance_get_all(
     return _fill(context, _fetch(stmt.order_by(Instance.id), joins), joins, manual)
 
 
-@api(USER)
+@api(USER, readonly=True)
 def instance_get_all_by_filters(
     context: Any,
     filters: Mapping[str, Any] | None,
@@ -129,7 +146,7 @@ def instance_get_all_by_filters(
     return _fill(context, _fetch(stmt, joins, has_regex), joins, manual)
 
 
-@api(ADMIN)
+@api(ADMIN, readonly=True)
 def instance_get_all_by_host(
     context: Any,
     host: str | None,
@@ -145,7 +162,7 @@ def instance_get_all_by_host(
     return _fill(context, rows, _DEFAULT_JOINS, manual)
 
 
-@api(ADMIN)
+@api(ADMIN, readonly=True)
 def instance_get_all_by_host_and_node(
     context: Any, host: str | None, node: str | None
 ) -> list[dict[str, Any]]:
@@ -156,7 +173,7 @@ def instance_get_all_by_host_and_node(
     return _fill(context, _fetch(stmt.order_by(Instance.id), ()), (), ())
 
 
-@api(ADMIN)
+@api(ADMIN, readonly=True)
 def instance_get_all_by_host_and_not_type(
     context: Any, host: str | None, type_id: int | None = None
 ) -> list[dict[str, Any]]:
@@ -173,7 +190,7 @@ def instance_get_all_by_host_and_not_type(
     return _fill(context, rows, _DEFAULT_JOINS, _DEFAULT_MANUAL)
 
 
-@api(ADMIN)
+@api(ADMIN, readonly=True)
 def instance_get_all_hung_in_rebooting(
     context: Any, reboot_window: int | float
 ) -> list[dict[str, Any]]:
@@ -187,7 +204,7 @@ def instance_get_all_hung_in_rebooting(
     return _fill(context, _fetch(stmt.order_by(Instance.id), ()), (), ())
 
 
-@api(USER)
+@api(USER, readonly=True)
 def instance_get_active_by_window_joined(
     context: Any,
     begin: dt.datetime,
@@ -252,19 +269,102 @@ def _split_joins(columns_to_join: Any) -> tuple[tuple[str, ...], tuple[str, ...]
     return joins, manual
 
 
-def _fetch(stmt: sa.Select[Any], joins: Sequence[str], has_regex: bool = False) -> list[Any]:
-    """The instances ``stmt`` selects, with ``joins`` loaded, fresh from the database."""
-    options = [selectinload(getattr(Instance, name)) for name in joins]
-    # Objects already in the unit's identity map (a call made inside another) are refreshed.
-    stmt = stmt.options(*options).execution_options(populate_existing=True)
+def _fetch(
+    stmt: sa.Select[Any], joins: Sequence[str], has_regex: bool = False
+) -> list[dict[str, Any]]:
+    """The instances ``stmt`` selects as dicts of their columns and ``joins`` (detached
+    objects: info_cache one or None, the others lists), fresh from the database.
+
+    Core statements on the unit's Connection, the rows made into objects directly (the
+    ORM's loading costs several times the SQL): the instances, then one IN-query per
+    relationship joined, as the ORM's selectinload would send them.
+    """
     try:
-        return fetch_all(stmt)
+        rows = execute(stmt).mappings().all()
     except DBLayerError as error:
         if has_regex and _is_bad_regex(error):
             raise InvalidQuery(
                 f"the server rejected a regular expression filter: {error}"
             ) from None
         raise
+    uuids = [row["uuid"] for row in rows if row["uuid"] is not None]
+    loaded = {name: _JOINED[name](rows, uuids) for name in joins}
+    fetched = []
+    for row in rows:
+        values = dict(row)  # the columns under their attribute names (the same for Instance)
+        for name, found in loaded.items():
+            value = found.get(row["uuid"])
+            values[name] = value if name == "info_cache" else list(value or ())
+        fetched.append(values)
+    return fetched
+
+
+def _among(column: Any, values: list[str]) -> sa.ColumnElement[bool]:
+    """``column`` is one of the strings ``values``: on PostgreSQL ``= ANY(array)``, one
+    parameter (an IN list of a hundred costs PostgreSQL's driver and SQLAlchemy several
+    times the lookup: its text is new each time); IN elsewhere."""
+    if get_database().backend == "postgresql":
+        return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(sa.String())))
+    return column.in_(values)
+
+
+def _chunks(values: Sequence[Any]) -> Iterable[list[Any]]:
+    distinct = list(dict.fromkeys(values))
+    for start in range(0, len(distinct), _IN_CHUNK):
+        yield distinct[start : start + _IN_CHUNK]
+
+
+def _info_caches(rows: Sequence[Any], uuids: Sequence[str]) -> dict[str, Any]:
+    """{instance uuid: its info cache object} (the relationship: any row, by uuid)."""
+    table = InstanceInfoCache.__table__
+    make = _row_objects(InstanceInfoCache).make
+    found: dict[str, Any] = {}
+    for chunk in _chunks(uuids):
+        stmt = sa.select(table).where(_among(table.c.instance_uuid, chunk)).order_by(table.c.id)
+        for row in execute(stmt).mappings():
+            found.setdefault(row["instance_uuid"], make(row))
+    return found
+
+
+def _security_groups(rows: Sequence[Any], uuids: Sequence[str]) -> dict[str, list[Any]]:
+    """{instance uuid: its live groups through live links} (a deleted instance has none);
+    a group linked to several instances is one object, as in a Session."""
+    links, groups = SecurityGroupInstanceAssociation.__table__, SecurityGroup.__table__
+    alive = [row["uuid"] for row in rows if row["uuid"] is not None and row["deleted"] == 0]
+    make = _row_objects(SecurityGroup).make
+    objects: dict[Any, Any] = {}
+    found: dict[str, list[Any]] = defaultdict(list)
+    for chunk in _chunks(alive):
+        stmt = (
+            sa.select(links.c.instance_uuid.label("link_instance_uuid"), *groups.columns)
+            .select_from(
+                links.join(
+                    groups,
+                    sa.and_(groups.c.id == links.c.security_group_id, live(links), live(groups)),
+                )
+            )
+            .where(_among(links.c.instance_uuid, chunk))
+            .order_by(links.c.id)
+        )
+        for row in execute(stmt).mappings():
+            group = objects.get(row["id"])
+            if group is None:
+                group = objects[row["id"]] = make(row)
+            if group not in found[row["link_instance_uuid"]]:
+                found[row["link_instance_uuid"]].append(group)
+    return found
+
+
+def _block_device_mappings(rows: Sequence[Any], uuids: Sequence[str]) -> dict[str, list[Any]]:
+    """{instance uuid: its live block device mappings}."""
+    return _by_uuid(BlockDeviceMapping, uuids, live(BlockDeviceMapping))
+
+
+_JOINED = {
+    "info_cache": _info_caches,
+    "security_groups": _security_groups,
+    "block_device_mapping": _block_device_mappings,
+}
 
 
 def _is_bad_regex(error: BaseException) -> bool:
@@ -283,53 +383,98 @@ def _column_keys() -> tuple[str, ...]:
 
 
 def _fill(
-    context: Any, instances: list[Any], joins: Sequence[str], manual: Sequence[str]
+    context: Any, instances: list[dict[str, Any]], joins: Sequence[str], manual: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """nova's instance dicts: columns, name, ``joins``, and the ``manual`` fills."""
-    uuids = [inst.uuid for inst in instances if inst.uuid is not None]
+    """nova's instance dicts (``instances`` from _fetch, completed in place): columns, name,
+    ``joins``, and the ``manual`` fills."""
+    uuids = [inst["uuid"] for inst in instances if inst["uuid"] is not None]
     fills: dict[str, dict[str, list[Any]]] = {}
-    if "metadata" in manual:
+    if "metadata" in manual and "system_metadata" in manual:
+        fills["metadata"], fills["system_metadata"] = _both_metadata(context, uuids)
+    elif "metadata" in manual:
         fills["metadata"] = _by_instance(context, InstanceMetadata, uuids)
-    if "system_metadata" in manual:
+    elif "system_metadata" in manual:
         fills["system_metadata"] = _by_instance(context, InstanceSystemMetadata, uuids)
     if "pci_devices" in manual:
         # Only the devices allocated to the instance, as nova's manual join read them.
         fills["pci_devices"] = _by_instance(
             context, PciDevice, uuids, PciDevice.status == "allocated"
         )
-    columns = _column_keys()
-    result = []
-    for inst in instances:
-        values = {key: getattr(inst, key) for key in columns}
-        values["name"] = inst.name
-        for name in joins:
-            loaded = getattr(inst, name)
-            values[name] = list(loaded) if isinstance(loaded, list) else loaded
+    for values in instances:
+        uuid = values["uuid"]
+        values["name"] = _name(values)
         # Always present, [] when not asked for (nova set both keys on every dict).
         for name in _DEFAULT_MANUAL:
-            values[name] = list(fills.get(name, {}).get(inst.uuid, ()))
+            values[name] = list(fills.get(name, {}).get(uuid, ()))
         if "pci_devices" in fills:
-            values["pci_devices"] = list(fills["pci_devices"].get(inst.uuid, ()))
-        result.append(values)
-    return result
+            values["pci_devices"] = list(fills["pci_devices"].get(uuid, ()))
+    return instances
+
+
+def _name(values: dict[str, Any]) -> Any:
+    """The instance's ``name`` (Instance.name) from its column values."""
+    try:
+        return Instance.name_template % values["id"]
+    except TypeError:  # a template naming columns: the model's own property fills it
+        return _row_objects(Instance).make(values).name
 
 
 def _by_instance(
     context: Any, model: Any, uuids: Sequence[str], *where: sa.ColumnElement[bool]
 ) -> dict[str, list[Any]]:
     """The rows of ``model`` (context read_deleted) of the instances ``uuids``, by uuid."""
+    visible = read_deleted_clause(model, context.read_deleted)
+    return _by_uuid(model, uuids, *where, *([] if visible is None else [visible]))
+
+
+def _both_metadata(
+    context: Any, uuids: Sequence[str]
+) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """``_by_instance`` of metadata and of system metadata in one query (the two tables have
+    the same columns), each row tagged with the table it came from."""
+    models = (InstanceMetadata, InstanceSystemMetadata)
+    found: tuple[dict[str, list[Any]], ...] = (defaultdict(list), defaultdict(list))
+    makes = [_row_objects(model).make for model in models]
+    for chunk in _chunks(uuids):
+        parts = []
+        for kind, model in enumerate(models):
+            table = model.__table__
+            visible = read_deleted_clause(model, context.read_deleted)
+            parts.append(
+                sa.select(sa.literal(kind, sa.Integer).label("kind"), *table.columns).where(
+                    _among(table.c.instance_uuid, chunk), *([] if visible is None else [visible])
+                )
+            )
+        both = sa.union_all(*parts).subquery("both_metadata")
+        stmt = sa.select(*both.columns).order_by(both.c.kind, both.c.id)
+        for row in execute(stmt).mappings():
+            kind = row["kind"]
+            found[kind][row["instance_uuid"]].append(makes[kind](row))
+    return found[0], found[1]
+
+
+def _by_uuid(
+    model: Any, uuids: Sequence[str], *where: sa.ColumnElement[bool]
+) -> dict[str, list[Any]]:
+    """{instance uuid: the rows of ``model`` matching ``where``, oldest first}, as detached
+    objects made from Core rows."""
     rows: dict[str, list[Any]] = defaultdict(list)
-    distinct = list(dict.fromkeys(uuids))
-    for start in range(0, len(distinct), _IN_CHUNK):
-        chunk = distinct[start : start + _IN_CHUNK]
+    table = model.__table__
+    make = _row_objects(model).make
+    for chunk in _chunks(uuids):
         stmt = (
-            model_query(context, model)
-            .where(model.instance_uuid.in_(chunk), *where)
-            .order_by(model.id)
+            sa.select(table)
+            .where(_among(table.c.instance_uuid, chunk), *where)
+            .order_by(table.c.id)
         )
-        for row in fetch_all(stmt):
-            rows[row.instance_uuid].append(row)
+        for row in execute(stmt).mappings():
+            rows[row["instance_uuid"]].append(make(row))
     return rows
+
+
+@functools.cache
+def _row_objects(model: Any) -> RowObjects:
+    return RowObjects(model)
 
 
 # -- filters ---------------------------------------------------------------------------------

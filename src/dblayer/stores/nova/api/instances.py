@@ -44,6 +44,7 @@ from dblayer.core import (
     InvalidQuery,
     InvalidValue,
     PreparedQuery,
+    PreparedWrite,
     RowObjects,
     live,
     utcnow,
@@ -261,7 +262,32 @@ def _both_metadata_query() -> PreparedQuery:
     return PreparedQuery(sa.select(*both.columns).order_by(both.c.kind, both.c.id))
 
 
+def _default_group_query() -> PreparedQuery:
+    """The live 'default' group of :project_id (the first, as ensure_default_group finds
+    it) with its live rules."""
+    groups, rules = SecurityGroup.__table__, SecurityGroupIngressRule.__table__
+    first = (
+        sa.select(sa.func.min(groups.c.id))
+        .where(
+            groups.c.name == DEFAULT_GROUP,
+            groups.c.project_id == sa.bindparam("project_id"),
+            live(groups),
+        )
+        .correlate(None)  # its own scan of the table, not the outer query's row
+        .scalar_subquery()
+    )
+    return PreparedQuery(
+        sa.select(*_GROUP.columns(), *_RULE.columns())
+        .select_from(
+            groups.outerjoin(rules, sa.and_(rules.c.parent_group_id == groups.c.id, live(rules)))
+        )
+        .where(groups.c.id == first)
+        .order_by(groups.c.id, rules.c.id)
+    )
+
+
 _GROUPS_QUERY = _groups_query()
+_DEFAULT_GROUP_QUERY = _default_group_query()
 _CHILDREN_QUERIES = {name: _children_query(o.table) for name, o in CHILDREN.items()}
 _BOTH_METADATA_QUERY = _both_metadata_query()
 
@@ -503,54 +529,155 @@ def instance_create(context: Any, values: dict[str, Any]) -> Any:
     if columns.get("hostname") is not None:
         _check_unique_hostname(context, columns["hostname"])
 
-    # The project's default group exists after any creation, asked for or not.
-    default_id = ensure_default_group(context)
+    conn = connection()
+    # The project's default group exists after any creation, asked for or not. When it is
+    # the only group asked for, it is read with its rules here (its row is what the new
+    # instance links to): no read of the links afterwards.
+    group_rows = None
+    if context.project_id is not None and group_names and set(group_names) == {DEFAULT_GROUP}:
+        group_rows = _DEFAULT_GROUP_QUERY.all(conn, project_id=context.project_id) or None
+    default_id = group_rows[0]["id"] if group_rows else ensure_default_group(context)
     others = list(dict.fromkeys(n for n in group_names if n != DEFAULT_GROUP))
     named = dict(zip(others, group_ids_by_names(context, context.project_id, others), strict=True))
     group_ids = list(
         dict.fromkeys(default_id if n == DEFAULT_GROUP else named[n] for n in group_names)
     )
 
-    conn = connection()
+    conn = connection()  # again: what a group's creation left in the Session flushed
     if not _returning_supported(conn):
         return _create_then_read(
             context, conn, columns, info_cache, metadata, system_metadata, group_ids
         )
-    # One statement per table, and nothing read back: the objects hold the values written
-    # (defaults included), as nova's did; ids come from the inserts (RETURNING for many rows).
-    inserted = _insert_instance(conn, _INSERT_INSTANCE, columns)
+    # One prepared INSERT per table, and nothing read back: the objects hold the values
+    # written (defaults included), as nova's did; ids come back from the inserts.
+    try:
+        (written,) = _ROW_INSERTS["instance"].run(conn, [columns])
+    except DuplicateEntry as e:
+        raise exception.DBDuplicateEntry(columns=["uuid"], inner_exception=e) from None
+    cache = {**(info_cache or {}), "instance_uuid": instance_uuid}
     related: dict[str, Any] = {
-        "info_cache": _written(
-            _CACHE,
-            execute(
-                _INSERT_CACHE, {**(info_cache or {}), "instance_uuid": instance_uuid}, conn=conn
-            ),
-        )
+        "info_cache": _complete(_CACHE, _ROW_INSERTS["info_cache"].run(conn, [cache])[0])
     }
-    now = utcnow()
     for name, pairs in (("metadata", metadata), ("system_metadata", system_metadata)):
-        # Every column given (defaults too), so the objects are the rows as written.
-        rows = [
-            {**r, "created_at": now, "deleted": 0} for r in _metadata_rows(instance_uuid, pairs)
-        ]
-        related[name] = []
-        if rows:
-            ids = execute(_INSERT_CHILD_RETURNING_ID[name], rows, conn=conn).scalars().all()
-            related[name] = [
-                _complete(CHILDREN[name], {**r, "id": i}) for r, i in zip(rows, ids, strict=True)
-            ]
-    _insert_links_and_mapping(conn, instance_uuid, group_ids)
-    groups = []
-    if group_ids:
-        groups = _GROUPS_QUERY.all(conn, uuid=instance_uuid)
-    related["security_groups"] = _build_groups(groups)
-    return _written(_INSTANCE, inserted, related)
+        rows = _ROW_INSERTS[name].run(conn, _metadata_rows(instance_uuid, pairs))
+        related[name] = [_complete(CHILDREN[name], r) for r in rows]
+    links = [{"instance_uuid": instance_uuid, "security_group_id": g} for g in group_ids]
+    _ROW_INSERTS["security_groups"].run(conn, links)
+    # The EC2 id of the instance (what ec2_instance_create writes).
+    _ROW_INSERTS["ec2_id"].run(conn, [{"uuid": instance_uuid}])
+    if group_rows is None:
+        group_rows = _GROUPS_QUERY.all(conn, uuid=instance_uuid) if group_ids else []
+    related["security_groups"] = _build_groups(group_rows)
+    return _complete(_INSTANCE, written, related)
 
 
-def _written(objects: RowObjects, result: Any, related: Mapping[str, Any] | None = None) -> Any:
-    """The object of the one row a single-row INSERT ``result`` wrote (defaults included)."""
-    written = {**result.last_inserted_params(), "id": result.inserted_primary_key[0]}
-    return _complete(objects, written, related)
+class _RowInsert:
+    """INSERTs of a table's rows on the driver's cursor, each statement prepared once for
+    the columns it sets and the number of rows it holds (up to CHUNK): the Python-side
+    column defaults are filled in here as SQLAlchemy would, and columns left NULL are left
+    out (nova's schema has no server-side defaults). ``run`` hands the rows back complete
+    (every column) and, with ``ids``, with their keys: for one row, the id the driver
+    reports (RETURNING on PostgreSQL); for several, RETURNING matched to the rows by the
+    column ``match`` (SQLite: last_insert_rowid())."""
+
+    CHUNK = 16
+    # Statements kept per table: callers write a handful of column sets.
+    KEPT = 256
+
+    def __init__(self, table: sa.Table, *, ids: bool = True, match: str | None = None) -> None:
+        (self.key,) = (c.key for c in table.primary_key.columns)
+        self.table = table
+        self.ids = ids
+        self.match = match
+        self.columns = tuple(c.key for c in table.columns if c.key != self.key)
+        defaults = [(c.key, c.default) for c in table.columns if c.default is not None]
+        self.fixed = {key: d.arg for key, d in defaults if d.is_scalar}
+        # SQLAlchemy wraps a default function to take its execution context (unused here).
+        self.computed = tuple((key, d.arg) for key, d in defaults if d.is_callable)
+        self._statements: dict[tuple[tuple[str, ...], int, bool], Any] = {}
+
+    def _statement(self, names: tuple[str, ...], count: int, returning: bool) -> Any:
+        """The prepared INSERT of ``count`` rows setting ``names``; its parameters are the
+        column names (one row) or the names suffixed _0, _1, ... (several rows)."""
+        found = self._statements.get((names, count, returning))
+        if found is None:
+            c = self.table.c
+            if count == 1:
+                values: Any = {n: sa.bindparam(n, type_=c[n].type) for n in names}
+            else:
+                values = [
+                    {n: sa.bindparam(f"{n}_{i}", type_=c[n].type) for n in names}
+                    for i in range(count)
+                ]
+            stmt = sa.insert(self.table).values(values)
+            if not returning:
+                found = PreparedWrite(stmt)
+            else:
+                matched = [c[self.match]] if count > 1 and self.match else []
+                found = PreparedQuery(stmt.returning(c[self.key], *matched))
+            if len(self._statements) >= self.KEPT:
+                self._statements.clear()
+            self._statements[(names, count, returning)] = found
+        return found
+
+    def run(self, conn: Any, given: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert a row for each of ``given`` (column values); the rows as written, in order."""
+        rows = []
+        runs: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for values in given:
+            row = dict.fromkeys(self.columns)
+            row.update(self.fixed)
+            for key, compute in self.computed:
+                row[key] = compute(None)
+            row.update(values)
+            rows.append(row)
+            runs.setdefault(tuple(k for k, v in row.items() if v is not None), []).append(row)
+        # SQLite numbers the rows of one INSERT consecutively (the writer holds its lock):
+        # their keys follow from last_insert_rowid(), cheaper there than RETURNING.
+        numbered = conn.dialect.name == "sqlite"
+        for names, run in runs.items():
+            if not self.ids or self.key in names:
+                # Nothing to read back: one executemany.
+                self._statement(names, 1, False).run_many(conn, run)
+            elif numbered or (
+                self.match is not None and len({r[self.match] for r in run}) == len(run)
+            ):
+                for i in range(0, len(run), self.CHUNK):
+                    self._insert(conn, names, run[i : i + self.CHUNK], numbered)
+            else:
+                # Rows RETURNING could not tell apart: one at a time.
+                for row in run:
+                    self._insert(conn, names, [row], numbered)
+        return rows
+
+    def _insert(
+        self, conn: Any, names: tuple[str, ...], rows: list[dict[str, Any]], numbered: bool
+    ) -> None:
+        count = len(rows)
+        if count == 1:
+            # The id from the driver where it reports one (SQLite, MariaDB), else RETURNING.
+            rows[0][self.key] = self._statement(names, 1, False).insert(conn, **rows[0])
+            return
+        params = {f"{n}_{i}": r[n] for i, r in enumerate(rows) for n in names}
+        if numbered:
+            self._statement(names, count, False).run(conn, **params)
+            last = _LAST_ROWID.first(conn)["id"]  # type: ignore[index]
+            for key, row in enumerate(rows, start=last - count + 1):
+                row[self.key] = key
+            return
+        returned = self._statement(names, count, True).run_all(conn, params)
+        # RETURNING's order is not promised for a multi-row VALUES: match the rows instead.
+        by_match = {r[self.match]: r for r in rows}
+        for r in returned:
+            by_match[r[self.match]][self.key] = r[self.key]
+
+
+_LAST_ROWID = PreparedQuery(sa.select(sa.func.last_insert_rowid().label("id")))
+
+
+def _returning_supported(conn: Any) -> bool:
+    """Whether an INSERT can return the ids it generated (not on MySQL)."""
+    return bool(conn.dialect.insert_returning)
 
 
 def _complete(
@@ -558,13 +685,10 @@ def _complete(
 ) -> Any:
     """The object of a row written with ``written``: the columns not written are NULL
     (nova's schema has no server-side defaults)."""
+    if objects.labels == objects.keys and len(written) == len(objects.keys):
+        return objects.make(written, related)  # every column, under its own name
     row = {label: written.get(key) for key, label in zip(objects.keys, objects.labels, strict=True)}
     return objects.make(row, related)
-
-
-def _returning_supported(conn: Any) -> bool:
-    """Whether an INSERT of many rows can return their ids (not on MySQL)."""
-    return bool(conn.dialect.insert_executemany_returning)
 
 
 def _insert_instance(conn: Any, stmt: Any, columns: dict[str, Any]) -> Any:
@@ -622,16 +746,21 @@ def _create_then_read(
 _INSERT_INSTANCE = sa.insert(Instance.__table__)
 _INSERT_CACHE = sa.insert(InstanceInfoCache.__table__)
 _INSERT_CHILD = {name: sa.insert(CHILDREN[name].table) for name in DEFAULT_JOINS}
-# Only the ids: MariaDB's driver pays for every column a result describes.
-_INSERT_CHILD_RETURNING_ID = {
-    name: stmt.returning(CHILDREN[name].table.c.id, sort_by_parameter_order=True)
-    for name, stmt in _INSERT_CHILD.items()
-}
 _INSERT_LINK = sa.insert(SecurityGroupInstanceAssociation.__table__)
 _INSERT_MAPPING = sa.insert(InstanceIdMapping.__table__)
+# Where RETURNING is supported (keyed by what instance_create writes): rows matched by key.
+_ROW_INSERTS = {
+    "instance": _RowInsert(Instance.__table__),
+    "info_cache": _RowInsert(InstanceInfoCache.__table__),
+    "metadata": _RowInsert(InstanceMetadata.__table__, match="key"),
+    "system_metadata": _RowInsert(InstanceSystemMetadata.__table__, match="key"),
+    # Nothing returned holds these rows' ids.
+    "security_groups": _RowInsert(SecurityGroupInstanceAssociation.__table__, ids=False),
+    "ec2_id": _RowInsert(InstanceIdMapping.__table__, ids=False),
+}
 
 
-@api(USER)
+@api(USER, readonly=True)
 def instance_get(context: Any, instance_id: int, columns_to_join: list[str] | None = None) -> Any:
     """The instance with integer id ``instance_id``; InstanceNotFound if there is none."""
     joins = _joins(columns_to_join)
@@ -642,7 +771,7 @@ def instance_get(context: Any, instance_id: int, columns_to_join: list[str] | No
     return fetched.build()
 
 
-@api(USER)
+@api(USER, readonly=True)
 def instance_get_by_uuid(
     context: Any, uuid: str, columns_to_join: list[str] | None = None, use_slave: bool = False
 ) -> Any:
@@ -799,7 +928,7 @@ def instance_destroy(
 # -- metadata --------------------------------------------------------------------------------
 
 
-@api(USER)
+@api(USER, readonly=True)
 def instance_metadata_get(context: Any, instance_uuid: str) -> dict[str, Any]:
     """The instance's live metadata as a dict."""
     return _metadata_get(context, InstanceMetadata, instance_uuid, "no")
@@ -825,7 +954,7 @@ def instance_metadata_delete(context: Any, instance_uuid: str, key: str) -> None
     soft_delete_where(InstanceMetadata, *where)
 
 
-@api(USER)
+@api(USER, readonly=True)
 def instance_system_metadata_get(context: Any, instance_uuid: str) -> dict[str, Any]:
     """The instance's system metadata as a dict (rows as the context's read_deleted sees them)."""
     return _metadata_get(context, InstanceSystemMetadata, instance_uuid, context.read_deleted)
@@ -847,7 +976,7 @@ def instance_system_metadata_update(
 # -- info cache ------------------------------------------------------------------------------
 
 
-@api(USER)
+@api(USER, readonly=True)
 def instance_info_cache_get(context: Any, instance_uuid: str) -> Any:
     """The instance's info cache row (as the context's read_deleted sees it), or None."""
     stmt = sa.select(InstanceInfoCache).where(InstanceInfoCache.instance_uuid == instance_uuid)
@@ -920,7 +1049,7 @@ def instance_fault_create(context: Any, values: dict[str, Any]) -> dict[str, Any
     return _fault_dict(create(InstanceFault, values))
 
 
-@api()
+@api(readonly=True)
 def instance_fault_get_by_instance_uuids(
     context: Any, instance_uuids: list[str]
 ) -> dict[str, list[dict[str, Any]]]:

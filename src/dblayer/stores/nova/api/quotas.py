@@ -48,7 +48,7 @@ reservation_commit / reservation_rollback / reservation_expire
 
 quota_reserve, reservation_commit and reservation_rollback run on every server boot:
 their few arguments are checked by hand, and their statements are compiled once
-(``_PreparedWrite``, core's ``PreparedQuery``) and run on the unit's Connection.
+(core's ``PreparedWrite`` and ``PreparedQuery``) and run on the unit's Connection.
 
 Deviations from nova, each deliberate:
 - ``reservation_commit`` / ``reservation_rollback`` default ``project_id`` / ``user_id``
@@ -75,7 +75,6 @@ import datetime as dt
 import functools
 import hashlib
 import logging
-import operator
 import uuid as uuid_module
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -88,14 +87,15 @@ from dblayer.core import (
     InvalidQuery,
     InvalidValue,
     PreparedQuery,
+    PreparedWrite,
     TransientError,
     live,
     utcnow,
 )
-from dblayer.core.driver import bind_processor, cursor_execute
 
 from .. import exception
 from ..context import authorize_project_context, authorize_quota_class_context, check_context
+from ..facade import get_database
 from ..models import (
     FixedIp,
     FloatingIp,
@@ -616,74 +616,6 @@ _USAGES = QuotaUsage.__table__
 _RESERVATIONS = Reservation.__table__
 
 
-class _PreparedWrite:
-    """An INSERT/UPDATE/DELETE compiled once per dialect and sent straight to the driver
-    cursor (executemany for a list of parameter dicts), each value converted by its
-    column type as SQLAlchemy would. The quota calls' statements are few and run on every
-    call: SQLAlchemy's per-statement work would cost more than the SQL itself on SQLite.
-    (A DML twin of core's PreparedQuery; a candidate for core.)
-    """
-
-    def __init__(self, stmt: Any) -> None:
-        self.stmt = stmt
-        self._plans: dict[int, _WritePlan] = {}
-
-    def _plan(self, conn: Any) -> _WritePlan:
-        dialect = conn.dialect
-        compiled = self.stmt.compile(dialect=dialect)
-        binds = compiled.binds
-        names = tuple(compiled.positiontup if compiled.positional else binds)
-        plan = self._plans[id(dialect)] = _WritePlan(
-            sql=compiled.string,
-            names=None if compiled.positional else names,
-            values=operator.itemgetter(*names),
-            single=len(names) == 1,
-            fixed={n: p.value for n, p in binds.items() if not p.required},
-            convert=tuple(
-                (i, f) for i, n in enumerate(names) if (f := bind_processor(binds[n].type, dialect))
-            ),
-        )
-        return plan
-
-    def run(self, conn: Any, rows: list[dict[str, Any]]) -> int:
-        """Run the statement once per parameter dict of ``rows``; the rows it touched."""
-        plan = self._plans.get(id(conn.dialect)) or self._plan(conn)
-        if plan.fixed:
-            rows = [{**plan.fixed, **row} for row in rows]
-        get = plan.values
-        args = [[get(row)] if plan.single else list(get(row)) for row in rows]
-        for i, convert in plan.convert:
-            done: dict[int, Any] = {}  # a value shared by the rows (``now``) converted once
-            for values in args:
-                value = values[i]
-                if value is not None:
-                    key = id(value)
-                    if key not in done:
-                        done[key] = convert(value)
-                    values[i] = done[key]
-        params: list[Any] = args
-        if plan.names is not None:
-            params = [dict(zip(plan.names, values, strict=True)) for values in args]
-        many = len(params) > 1
-        cursor = cursor_execute(conn, plan.sql, params if many else params[0], many=many)
-        try:
-            return cursor.rowcount
-        finally:
-            cursor.close()
-
-
-@dataclass(frozen=True, slots=True)
-class _WritePlan:
-    """What one dialect needs to run a _PreparedWrite."""
-
-    sql: str
-    names: tuple[str, ...] | None  # parameter names for a named paramstyle; None: positional
-    values: Callable[[Mapping[str, Any]], Any]  # row -> its values in parameter order
-    single: bool
-    fixed: dict[str, Any]  # values compiled into the statement (e.g. deleted = 0)
-    convert: tuple[tuple[int, Callable[[Any], Any]], ...]  # (position, column type's bind)
-
-
 @dataclass(slots=True)
 class _Usage:
     """One locked usage row as quota_reserve works on it."""
@@ -729,7 +661,7 @@ _LOCK_USAGES = {with_age: _lock_usages_query(with_age) for with_age in (False, T
 _PROJECT_LOCK = PreparedQuery(
     sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("key", type_=sa.BigInteger)))
 )
-_WRITE_USAGE = _PreparedWrite(
+_WRITE_USAGE = PreparedWrite(
     sa.update(_USAGES)
     .where(_USAGES.c.id == sa.bindparam("b_id"))
     .values(
@@ -741,7 +673,7 @@ _WRITE_USAGE = _PreparedWrite(
 )
 
 
-_INSERT_RESERVATION = _PreparedWrite(
+_INSERT_RESERVATION = PreparedWrite(
     sa.insert(_RESERVATIONS).values(
         {
             name: sa.bindparam(name)
@@ -767,8 +699,10 @@ def _project_lock_key(project_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _lock_usages(conn: Any, project_id: str, with_age: bool) -> list[_Usage]:
-    return [_Usage(**row) for row in _LOCK_USAGES[with_age].all(conn, project_id=project_id)]
+def _lock_usages(conn: Any, project_id: str, with_age: bool) -> list[dict[str, Any]]:
+    """The project's live usage rows, locked, as dicts (only the user's become _Usage
+    objects, in _user_view: the rows are read under the lock, so the less work the better)."""
+    return _LOCK_USAGES[with_age].run_all(conn, {"project_id": project_id})
 
 
 def _owner(resource: str, user_id: str | None) -> str | None:
@@ -777,18 +711,19 @@ def _owner(resource: str, user_id: str | None) -> str | None:
 
 
 def _user_view(
-    rows: list[_Usage], user_id: str | None, own: frozenset[int] = frozenset()
+    rows: list[dict[str, Any]], user_id: str | None, own: frozenset[int] = frozenset()
 ) -> dict[str, _Usage]:
     """resource -> the user's usage row: the oldest, but a row someone else made before one
     this call inserted (``own``)."""
-    view: dict[str, _Usage] = {}
+    chosen: dict[str, dict[str, Any]] = {}
     for row in rows:
-        if row.user_id != _owner(row.resource, user_id):
+        resource = row["resource"]
+        if row["user_id"] != _owner(resource, user_id):
             continue
-        current = view.get(row.resource)
-        if current is None or (current.id in own and row.id not in own):
-            view[row.resource] = row
-    return view
+        current = chosen.get(resource)
+        if current is None or (current["id"] in own and row["id"] not in own):
+            chosen[resource] = row
+    return {resource: _Usage(**row) for resource, row in chosen.items()}
 
 
 def _create_usages(
@@ -800,7 +735,7 @@ def _create_usages(
     now: dt.datetime,
     own: set[int],
     with_age: bool,
-) -> tuple[list[_Usage], dict[str, _Usage], bool]:
+) -> tuple[list[dict[str, Any]], dict[str, _Usage], bool]:
     """Insert the missing usage rows (their ids added to ``own``), lock the project's rows
     again and return them, the user's view, and whether a row thought missing turned out
     to be someone else's.
@@ -830,11 +765,11 @@ def _create_usages(
         own.add(inserted.inserted_primary_key[0])
     rows = _lock_usages(conn, project_id, with_age)
     view = _user_view(rows, user_id, frozenset(own))
-    chosen = {row.id for row in view.values()}
-    extra = [row.id for row in rows if row.id in own and row.id not in chosen]
+    chosen = {usage.id for usage in view.values()}
+    extra = [row["id"] for row in rows if row["id"] in own and row["id"] not in chosen]
     if extra:
         execute(sa.delete(_USAGES).where(_USAGES.c.id.in_(extra)), conn=conn)
-        rows = [row for row in rows if row.id not in extra]
+        rows = [row for row in rows if row["id"] not in extra]
         own.difference_update(extra)
     displaced = any(view[resource].id not in own for resource in resources)
     return rows, view, displaced
@@ -864,15 +799,22 @@ def _over_quota(
     deltas: Mapping[str, int],
     project_quotas: Mapping[str, Any],
     user_quotas: Mapping[str, Any],
-    rows: list[_Usage],
+    rows: list[dict[str, Any]],
     view: dict[str, _Usage],
 ) -> _Over:
     """OverQuota's arguments for the resources over a limit (none: empty kwargs)."""
+    # The project's sums, with the user's rows as this call has them (refreshed).
+    mine = {usage.id: usage for usage in view.values()}
     project: dict[str, dict[str, int]] = {}
     for row in rows:
-        sums = project.setdefault(row.resource, {"in_use": 0, "reserved": 0})
-        sums["in_use"] += row.in_use
-        sums["reserved"] += row.reserved
+        sums = project.setdefault(row["resource"], {"in_use": 0, "reserved": 0})
+        usage = mine.get(row["id"])
+        if usage is None:
+            sums["in_use"] += row["in_use"]
+            sums["reserved"] += row["reserved"]
+        else:
+            sums["in_use"] += usage.in_use
+            sums["reserved"] += usage.reserved
     overs = []
     for resource, delta in deltas.items():
         if delta < 0:
@@ -959,8 +901,10 @@ def _reserve(
     max_age: float | None,
     project_id: str,
     user_id: str | None,
+    uuids: list[str],
 ) -> list[str] | _Over:
-    """quota_reserve's unit of work: the reservation uuids, or _Over (refreshes committed)."""
+    """quota_reserve's unit of work: the reservation uuids (``uuids``, made beforehand, one
+    per delta), or _Over (the refreshes still committed)."""
     if conn.dialect.name == "postgresql":
         # Every reserver of the project takes its turn here, so that what it reads next is
         # everything committed before (row locks alone miss rows inserted meanwhile).
@@ -1006,13 +950,10 @@ def _reserve(
                 delta,
             )
     over = _over_quota(deltas, project_quotas, user_quotas, rows, view)
-    uuids: list[str] = []
     if not over.kwargs:
         reservations = []
-        for resource, delta in deltas.items():
+        for reservation, (resource, delta) in zip(uuids, deltas.items(), strict=True):
             row = view[resource]
-            reservation = str(uuid_module.uuid4())
-            uuids.append(reservation)
             reservations.append(
                 {
                     "uuid": reservation,
@@ -1030,10 +971,10 @@ def _reserve(
                 row.reserved += delta
                 row.changed = True
         if reservations:
-            _INSERT_RESERVATION.run(conn, reservations)
+            _INSERT_RESERVATION.run_many(conn, reservations)
     changed = [row for row in view.values() if row.changed]
     if changed:
-        _WRITE_USAGE.run(
+        _WRITE_USAGE.run_many(
             conn,
             [
                 {
@@ -1047,13 +988,6 @@ def _reserve(
             ],
         )
     return over if over.kwargs else uuids
-
-
-@api(USER)
-def _reserve_unit(context: Any, *args: Any) -> list[str] | _Over:
-    """quota_reserve's unit of work (it returns _Over rather than raising OverQuota, so
-    that the refreshes and new usage rows commit)."""
-    return _reserve(connection(), context, *args)
 
 
 _INT32 = 2**31
@@ -1153,7 +1087,11 @@ def quota_reserve(
     ):
         raise InvalidQuery(f"quota_reserve: max_age must be a number of seconds, got {max_age!r}")
     project_id, user_id = _project_and_user("quota_reserve", context, project_id, user_id)
-    outcome = _reserve_unit(
+    # Only the SQL and the checks on what it read run inside the transaction (the rows stay
+    # locked meanwhile): the arguments are checked and the uuids made before it begins. The
+    # unit returns _Over rather than raising OverQuota, so that the refreshes commit.
+    outcome = get_database().run(
+        _reserve,
         context,
         resources,
         quotas,
@@ -1164,6 +1102,7 @@ def quota_reserve(
         max_age,
         project_id,
         user_id,
+        [str(uuid_module.uuid4()) for _ in checked],
     )
     if isinstance(outcome, _Over):
         # Raised after the unit of work committed: refreshes and new usage rows stay.
@@ -1173,7 +1112,12 @@ def quota_reserve(
 
 # -- settling reservations -------------------------------------------------------------------
 
-_MOVE_USAGE = _PreparedWrite(
+_LOCK_BATCH = 16  # uuids per locking query (the prepared queries are cached by size)
+# The parameter names of _lock_reservations and _soft_delete_reservations, in order.
+_UUID_PARAMS = tuple(f"u{i}" for i in range(_LOCK_BATCH))
+_ID_PARAMS = tuple(f"i{i}" for i in range(_LOCK_BATCH))
+
+_MOVE_USAGE = PreparedWrite(
     sa.update(_USAGES)
     .where(_USAGES.c.id == sa.bindparam("b_id"), live(_USAGES))
     .values(
@@ -1200,19 +1144,19 @@ def _lock_reservations(count: int) -> PreparedQuery:
     """
     r = _RESERVATIONS
     stmt = sa.select(r.c.id, r.c.usage_id, r.c.delta, r.c.project_id, r.c.user_id).where(
-        r.c.uuid.in_([sa.bindparam(f"u{i}") for i in range(count)]), live(r)
+        r.c.uuid.in_([sa.bindparam(name) for name in _UUID_PARAMS[:count]]), live(r)
     )
     return PreparedQuery(stmt.order_by(r.c.id).with_for_update())
 
 
 @functools.cache
-def _soft_delete_reservations(count: int) -> _PreparedWrite:
+def _soft_delete_reservations(count: int) -> PreparedWrite:
     """Soft-delete the live reservations with ids :i0, :i1, ... (deleted = id, deleted_at =
     :now, updated_at kept, as nova's query soft delete did)."""
     r = _RESERVATIONS
-    return _PreparedWrite(
+    return PreparedWrite(
         sa.update(r)
-        .where(r.c.id.in_([sa.bindparam(f"i{i}") for i in range(count)]), live(r))
+        .where(r.c.id.in_([sa.bindparam(name) for name in _ID_PARAMS[:count]]), live(r))
         .values(deleted=r.c.id, deleted_at=sa.bindparam("now"), updated_at=r.c.updated_at)
     )
 
@@ -1238,11 +1182,11 @@ def _settle(conn: Any, rows: Iterable[Mapping[str, Any]], commit: bool) -> None:
         if r or u
     ]
     if changes:
-        _MOVE_USAGE.run(conn, changes)
+        _MOVE_USAGE.run_many(conn, changes)
     for start in range(0, len(ids), _LOCK_BATCH):
         chunk = ids[start : start + _LOCK_BATCH]
-        _soft_delete_reservations(len(chunk)).run(
-            conn, [{"now": now, **{f"i{i}": rid for i, rid in enumerate(chunk)}}]
+        _soft_delete_reservations(len(chunk)).run_many(
+            conn, [{"now": now, **dict(zip(_ID_PARAMS, chunk, strict=False))}]
         )
 
 
@@ -1260,17 +1204,16 @@ def _uuid_list(function: str, reservations: Any) -> list[str]:
     return sorted(set(uuids))
 
 
-_LOCK_BATCH = 16  # uuids per locking query (the prepared queries are cached by size)
-
-
 def _settle_uuids(
     function: str, context: Any, reservations: Any, project_id: Any, user_id: Any, commit: bool
 ) -> None:
-    """reservation_commit / reservation_rollback (inside their unit of work)."""
+    """reservation_commit / reservation_rollback: the arguments checked, then one unit of
+    work (none for no uuids)."""
+    check_context(context)
     uuids = _uuid_list(function, reservations)
     project_id, user_id = _project_and_user(function, context, project_id, user_id)
     if uuids:
-        _settle_reservations(connection(), uuids, project_id, user_id, commit)
+        get_database().run(_settle_reservations, uuids, project_id, user_id, commit)
 
 
 def _settle_reservations(
@@ -1279,8 +1222,8 @@ def _settle_reservations(
     rows: list[dict[str, Any]] = []
     for start in range(0, len(uuids), _LOCK_BATCH):
         batch = uuids[start : start + _LOCK_BATCH]
-        query = _lock_reservations(len(batch))
-        rows += query.all(conn, **{f"u{i}": u for i, u in enumerate(batch)})
+        params = dict(zip(_UUID_PARAMS, batch, strict=False))
+        rows += _lock_reservations(len(batch)).run_all(conn, params)
     # Another project's (or, when the user is known, another user's) are not this call's.
     _settle(
         conn,
@@ -1293,7 +1236,6 @@ def _settle_reservations(
     )
 
 
-@api(USER)
 def reservation_commit(
     context: Any, reservations: list[str], project_id: str | None = None, user_id: str | None = None
 ) -> None:
@@ -1301,7 +1243,6 @@ def reservation_commit(
     _settle_uuids("reservation_commit", context, reservations, project_id, user_id, commit=True)
 
 
-@api(USER)
 def reservation_rollback(
     context: Any, reservations: list[str], project_id: str | None = None, user_id: str | None = None
 ) -> None:

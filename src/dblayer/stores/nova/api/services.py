@@ -250,7 +250,7 @@ def service_get_by_compute_host(context: Any, host: str) -> Any:
         )
     else:
         raise InvalidValue(f"services.host takes a string, not {host!r}")
-    service = _first_with_nodes(read_unit(lambda conn: query.all(conn, **params)))
+    service = _first_with_nodes(read_unit(query.run_all, params))
     if service is None:
         raise exception.ComputeHostNotFound(host=host)
     return service
