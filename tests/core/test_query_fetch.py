@@ -13,8 +13,8 @@ from dblayer.core.query import (
     _PLANS_MAX,
     _STRUCTURES,
     MAX_COUNT,
-    _check_query,
     _plan_of,
+    check_query,
     fetch_query,
 )
 from tests.core.query_schema import Item, items, metadata
@@ -49,7 +49,7 @@ def expected(conn: Any, target: Any, query: Any, **kwargs: Any) -> list[dict[str
 
 def plan(target: Any, query: Any) -> PreparedQuery:
     """The cached plan fetch_query runs ``query`` with."""
-    return _plan_of(target, _check_query(target, query))
+    return _plan_of(target, check_query(target, query))
 
 
 def by_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ from sqlalchemy.sql import operators, visitors
 from .database import Database, DialectFacts
 from .errors import InvalidQuery, translate
 from .prepared import PreparedQuery, PreparedWrite
-from .query import OPERATORS, _check_query, _shape
+from .query import OPERATORS, check_query, query_shape
 
 if TYPE_CHECKING:
     from .leases import Lease
@@ -524,10 +524,10 @@ class QueryClaims:
     ) -> list[dict[str, Any]]:
         """Claim the rows ``query`` picks (``params``: the values of ``values``' bind
         parameters; ``worker`` and ``lease_seconds``: the lease's)."""
-        checked = _check_query(self.table, query, self.allowed_fields, self.transform_arg)
+        checked = check_query(self.table, query, self.allowed_fields, self.transform_arg)
         if checked.offset:
             raise InvalidQuery("a claim takes no offset")
-        key = _shape(self.table, checked)
+        key = query_shape(self.table, checked)
         prepared = self._plans.get(key) or self._prepare(key, checked)
         args = _params(params)
         values = [v for f in checked.filters for v in OPERATORS[f.op].values(f.arg)]

@@ -59,6 +59,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 from .database import Database
 from .driver import bind_processor, result_processor
 from .errors import CopyMismatch, DBLayerError, InvalidValue, TargetNotEmpty, translate
+from .id_counters import advance_id_counters, id_counters
 
 Progress = Callable[[str, int], None]
 _MOD = 1 << 128
@@ -623,94 +624,6 @@ def _check_target(conn: Connection, tables: list[Table], allow_nonempty: bool) -
     return filled
 
 
-def _counter_column(table: Table) -> sa.Column[Any] | None:
-    """The key whose values the backend hands out (a one-column integer primary key)."""
-    column = table.autoincrement_column
-    return column if column is not None and not column.foreign_keys else None
-
-
-def _next_id(conn: Connection, table: Table, column: sa.Column[Any]) -> int | None:
-    """The id the database would hand out next for ``table``, where it keeps a counter
-    (PostgreSQL's sequence, MariaDB's AUTO_INCREMENT, SQLite's AUTOINCREMENT): ids of
-    rows since deleted or archived are never handed out again, in the copy either."""
-    family = _family(conn.dialect)
-    if family == "postgresql":
-        sequence = conn.execute(
-            sa.text("SELECT pg_get_serial_sequence(:table, :column)"),
-            {"table": _quote(conn, table.name), "column": column.name},
-        ).scalar()
-        if sequence is None:
-            return None
-        # The name comes from the server, quoted where it needs to be.
-        last, called = conn.exec_driver_sql(f"SELECT last_value, is_called FROM {sequence}").one()
-        return int(last) + 1 if called else int(last)
-    if family == "mysql":
-        value = conn.execute(
-            sa.text(
-                "SELECT AUTO_INCREMENT FROM information_schema.TABLES "
-                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :table"
-            ),
-            {"table": table.name},
-        ).scalar()
-        return None if value is None else int(value)
-    if family == "sqlite" and _sqlite_autoincrement(conn, table):
-        seq = conn.execute(
-            sa.text("SELECT seq FROM sqlite_sequence WHERE name = :table"), {"table": table.name}
-        ).scalar()
-        return None if seq is None else int(seq) + 1
-    return None
-
-
-def _sqlite_autoincrement(conn: Connection, table: Table) -> bool:
-    sql = conn.execute(
-        sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :table"),
-        {"table": table.name},
-    ).scalar()
-    return "AUTOINCREMENT" in (sql or "").upper()
-
-
-def _source_counters(src: Connection, tables: list[Table]) -> dict[str, int]:
-    counters = {}
-    for table in tables:
-        column = _counter_column(table)
-        value = None if column is None else _next_id(src, table, column)
-        if value is not None:
-            counters[table.name] = value
-    return counters
-
-
-def _set_counters(out: Connection, tables: list[Table], counters: dict[str, int]) -> list[str]:
-    """Set each target counter past both the highest id copied and the source's counter.
-    Returns the statements that must run after COMMIT (MariaDB's ALTER TABLE commits)."""
-    later = []
-    family = _family(out.dialect)
-    for table in tables:
-        column = _counter_column(table)
-        if column is None:
-            continue
-        name = _quote(out, table.name)
-        highest = out.execute(sa.select(sa.func.max(column))).scalar()
-        wanted = max(int(highest or 0) + 1, counters.get(table.name, 1))
-        if family == "postgresql":
-            out.execute(
-                sa.text("SELECT setval(pg_get_serial_sequence(:table, :column), :next, false)"),
-                {"table": name, "column": column.name, "next": wanted},
-            )
-        elif family == "mysql" and wanted > int(highest or 0) + 1:
-            # InnoDB moved its counter past the ids inserted; only a source counter further
-            # on (rows deleted or archived there) needs saying.
-            later.append(f"ALTER TABLE {name} AUTO_INCREMENT = {int(wanted)}")
-        elif family == "sqlite" and _sqlite_autoincrement(out, table):
-            out.execute(
-                sa.text("DELETE FROM sqlite_sequence WHERE name = :table"), {"table": table.name}
-            )
-            out.execute(
-                sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:table, :seq)"),
-                {"table": table.name, "seq": wanted - 1},
-            )
-    return later
-
-
 @contextmanager
 def _session_settings(conn: Connection) -> Iterator[None]:
     """Target session settings for the copy, restored afterwards."""
@@ -787,12 +700,12 @@ def copy_tables(
             _driver_errors(src),
             _json_canon(target, verify) as canon,
         ):
-            counters = _source_counters(src, ordered)
+            counters = id_counters(src, ordered)
             for table in ordered:
                 copied[table.name] = _copy_table(
                     src, out, table, batch_size, progress, verify, canon
                 )
-        after_commit = _set_counters(out, ordered, counters)
+        after_commit = advance_id_counters(out, ordered, counters)
         for table in ordered:
             _verify(out, table, copied[table.name], before.get(table.name), batch_size, verify)
     if after_commit:

@@ -36,6 +36,7 @@ from sqlalchemy.dialects import mysql
 
 from .database import Database
 from .errors import DatabaseError, DBLayerError, InvalidValue, translate
+from .id_counters import advance_id_counters
 from .models import EXACT_TEXT
 from .types import exact_collation
 
@@ -907,23 +908,6 @@ def _copy_rows(conn: Connection, table: OriginalTable, model: sa.Table) -> int:
     return copied
 
 
-def _reset_sequences(conn: Connection, original: Original, metadata: MetaData) -> None:
-    """PostgreSQL: the store's sequences continue after the ids copied in."""
-    if conn.dialect.name != "postgresql":
-        return
-    for table in original.tables:
-        model = metadata.tables.get(table.name)
-        if model is None:
-            continue
-        keys = [c.name for c in model.primary_key.columns]
-        for column, sequence in _serial_sequences(conn, table.name, keys):
-            top = f"SELECT MAX({_quote(conn, column)}) FROM {_quote(conn, table.name)}"
-            conn.execute(
-                sa.text(f"SELECT setval(CAST(:s AS regclass), COALESCE(({top}), 0) + 1, false)"),
-                {"s": sequence},
-            )
-
-
 def _restore(
     conn: Connection,
     spec: StoreMigrations,
@@ -987,7 +971,9 @@ def _rebuild(
         conn.execute(sa.text(f"DROP TABLE {_quote(conn, ADOPT_PREFIX + table.name)}"))
     for name in enums:
         conn.execute(sa.text(f"DROP TYPE {_quote(conn, name)}"))
-    _reset_sequences(conn, original, metadata)
+    # The rows came with their ids: the counters continue after them (no statement
+    # for after COMMIT arises without a lower bound).
+    advance_id_counters(conn, [metadata.tables[t.name] for t in original.tables])
     command.upgrade(alembic_config(spec, conn, options), "head")
     return counts
 

@@ -460,7 +460,7 @@ def _descending(direction: Any) -> bool:
     return text == "DESC"
 
 
-def _check_query(
+def check_query(
     target: Any,
     query: Mapping[str, Any] | None,
     allowed_fields: Collection[str] | None = None,
@@ -491,7 +491,7 @@ def compile_query(
     transform_arg: Callable[[str, str, Any], Any] | None = None,
 ) -> CompiledQuery:
     """Check a query dict and turn it into clauses; raises InvalidQuery before any SQL."""
-    return _check_query(target, query, allowed_fields, transform_arg).compile()
+    return check_query(target, query, allowed_fields, transform_arg).compile()
 
 
 def select_query(target: Any, query: Mapping[str, Any] | None, **kwargs: Any) -> Select[Any]:
@@ -505,7 +505,7 @@ _PLANS_MAX = 512
 _PLANS_LOCK = threading.Lock()
 
 
-def _shape(target: Any, checked: _Checked) -> Hashable:
+def query_shape(target: Any, checked: _Checked) -> Hashable:
     """Everything of a checked query that shows in its SQL text; its values do not
     (but for the limit, which the plan writes into its text).
 
@@ -549,7 +549,7 @@ def _build_plan(target: Any, checked: _Checked) -> PreparedQuery:
 
 def _plan_of(target: Any, checked: _Checked) -> PreparedQuery:
     """The cached plan of this query's shape, built on first use."""
-    key = _shape(target, checked)
+    key = query_shape(target, checked)
     plan = _PLANS.get(key)
     if plan is None:
         plan = _store_plan(key, _build_plan(target, checked))
@@ -654,7 +654,7 @@ def _structure_of(
     """The cached structure for ``key``; on a miss the full check runs (and may raise)."""
     structure = _STRUCTURES.get(key)
     if structure is None:
-        checked = _check_query(target, query, allowed_fields)
+        checked = check_query(target, query, allowed_fields)
         structure = _Structure(
             tuple((f.field, f.column, f.op, OPERATORS[f.op]) for f in checked.filters),
             tuple(checked.order_by),
@@ -759,7 +759,7 @@ def fetch_query(
                     key = None
             if key is not None:
                 return _fetch_plain(conn, target, query, allowed_fields, key, args)  # type: ignore[arg-type]
-    checked = _check_query(target, query, allowed_fields, transform_arg)
+    checked = check_query(target, query, allowed_fields, transform_arg)
     return _plan_of(target, checked).run_all(conn, _bound_values(checked))
 
 
