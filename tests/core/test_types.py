@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from dblayer.core import JSON, UUID, Database, DBLayerError, InvalidValue, UTCDateTime, utcnow
-from dblayer.core.types import json_dumps
+from dblayer.core.types import json_dumps, json_dumps_sorted
 from tests.core.orm_schema import ty_metadata, values
 
 JSON_VALUES = [
@@ -152,6 +152,16 @@ def test_json_dumps_is_strict_and_compact():
         json_dumps(float("nan"))
     with pytest.raises(InvalidValue):
         json_dumps(object())
+
+
+def test_json_dumps_sorted_sorts_keys_at_every_level():
+    assert (
+        json_dumps_sorted({"b": {"d": 1, "c": (2,)}, "a": "é"}) == '{"a":"é","b":{"c":[2],"d":1}}'
+    )
+    assert json_dumps_sorted({10: "x", 9.5: "y"}) == '{"9.5":"y","10":"x"}'
+    for bad in (float("inf"), {1: "int", "a": "str"}, {"s": {1, 2}}):
+        with pytest.raises(InvalidValue):
+            json_dumps_sorted(bad)
 
 
 def test_json_type_hooks():

@@ -612,6 +612,84 @@ def test_a_bad_value_late_in_a_bulk_stores_nothing(empty):
     assert state(db) == []
 
 
+# -- rows as value sequences ------------------------------------------------------------------
+
+COLUMNS = ["name", "id", "tags"]  # not the table's order: the values are placed by name
+
+
+def test_insert_many_and_upsert_take_value_rows_in_columns_order(empty):
+    db = empty
+    rows = [(f"n{i}", i, {"i": i}) for i in range(1, 4)] + [["n4", 4, None]]
+    assert run(db, insert_many, things, rows, columns=COLUMNS) == 4
+    assert run(db, upsert, things, [("two", 2, [2]), ("five", 5, None)], columns=COLUMNS) == 2
+    assert state(db) == [
+        row(1, "n1", tags={"i": 1}),
+        row(2, "two", tags=[2]),
+        row(3, "n3", tags={"i": 3}),
+        row(4, "n4"),
+        row(5, "five"),
+    ]
+
+
+def test_value_rows_with_json_text_store_that_json(empty):
+    db = empty
+    rows = [("a", 1, '{"b":1,"a":[1,"é"]}'), ("b", 2, None), ("c", 3, "null")]
+    assert run(db, insert_many, things, rows, columns=COLUMNS, json_text=True) == 3
+    assert run(db, upsert, things, [("c", 3, "[3]")], columns=COLUMNS, json_text=True) == 1
+    assert state(db) == [
+        row(1, "a", tags={"b": 1, "a": [1, "é"]}),
+        row(2, "b"),
+        row(3, "c", tags=[3]),
+    ]
+
+
+def test_value_rows_in_an_orm_session(seeded):
+    db = seeded
+    with db.session() as session:
+        insert_many(session, things, [("three", 3, '{"x":1}')], columns=COLUMNS, json_text=True)
+        upsert(session, things, [("one", 1, "[1]")], columns=COLUMNS, json_text=True)
+    assert state(db) == [row(1, "one", 10, "first", [1]), SEED[1], row(3, "three", tags={"x": 1})]
+
+
+def test_upsert_of_value_rows_with_an_update_list(seeded):
+    db = seeded
+    run(db, upsert, things, [("uno", 1, [9])], columns=COLUMNS, update=["tags"])
+    assert state(db)[0] == row(1, "one", 10, "first", [9])
+
+
+@pytest.mark.parametrize(
+    ("rows", "kwargs"),
+    [
+        ([("a", 1)], {"columns": COLUMNS}),
+        ([("a", 1, None, 5)], {"columns": COLUMNS}),
+        ([("a", 1, None), ("b", 2)], {"columns": COLUMNS}),
+        ([("a", 1, None)], {"columns": ["name", "id", "nope"]}),
+        ([("a", 1, "a")], {"columns": ["name", "id", "name"]}),
+        ([{"name": "a", "id": 1, "tags": None}], {"columns": COLUMNS}),
+        (["abc"], {"columns": COLUMNS}),
+        ("abc", {"columns": COLUMNS}),
+        ([{"id": 1, "name": "a", "tags": "[]"}], {"json_text": True}),
+    ],
+    ids=[
+        "short",
+        "long",
+        "short-later",
+        "unknown",
+        "twice",
+        "dict-row",
+        "str-row",
+        "str-rows",
+        "json-text-of-dicts",
+    ],
+)
+def test_bad_value_rows_are_rejected_before_anything_is_written(empty, rows, kwargs):
+    db = empty
+    for fn in (insert_many, upsert):
+        with pytest.raises(InvalidQuery):
+            run(db, fn, things, rows, **kwargs)
+    assert state(db) == []
+
+
 stamped_metadata = new_metadata()
 stamped = sa.Table(
     "upsert_stamped",

@@ -26,19 +26,22 @@ def utcnow() -> dt.datetime:
 
 # One encoder for the process: json.dumps with options builds a new one per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_SORTED_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=True
+)
 
 
-def _c_encoder() -> Callable[[Any], str] | None:
-    """``_ENCODER.encode`` without its per-call set-up: the C encoder, made once. It keeps
-    no circular-reference markers (shared state): a cycle ends in RecursionError, refused
-    like any other value JSON cannot hold."""
+def _c_encoder(sort_keys: bool) -> Callable[[Any], str] | None:
+    """``_ENCODER.encode`` (or the sorted one's) without its per-call set-up: the C encoder,
+    made once. It keeps no circular-reference markers (shared state): a cycle ends in
+    RecursionError, refused like any other value JSON cannot hold."""
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:
         return None
     try:
         iterencode = make(
             None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",",
-            False, False, False,
+            sort_keys, False, False,
         )  # fmt: skip
     except TypeError:  # another signature in another Python: the plain encoder will do
         return None
@@ -50,7 +53,8 @@ def _c_encoder() -> Callable[[Any], str] | None:
     return encode
 
 
-_encode = _c_encoder() or _ENCODER.encode
+_encode = _c_encoder(False) or _ENCODER.encode
+_encode_sorted = _c_encoder(True) or _SORTED_ENCODER.encode
 
 
 def json_dumps(value: Any) -> str:
@@ -60,6 +64,15 @@ def json_dumps(value: Any) -> str:
     """
     try:
         return _encode(value)
+    except (TypeError, ValueError, RecursionError) as e:
+        raise InvalidValue(f"value is not JSON-serialisable: {e}") from None
+
+
+def json_dumps_sorted(value: Any) -> str:
+    """``json_dumps`` with object keys sorted (as Python sorts them: a dict whose keys are
+    of kinds that do not compare, such as str and int, is refused with InvalidValue)."""
+    try:
+        return _encode_sorted(value)
     except (TypeError, ValueError, RecursionError) as e:
         raise InvalidValue(f"value is not JSON-serialisable: {e}") from None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import json
 import operator
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -148,12 +149,55 @@ def _update_columns(table: Table, update: Sequence[str]) -> list[str]:
     return names
 
 
-def insert_many(conn: Connection | Session, table: Table, rows: Rows) -> int:
+def _send_values(
+    conn: Connection, plan: _InsertPlan, keys: tuple[str, ...], rows: list[Any]
+) -> int:
+    """executemany of value rows given in ``keys`` order, through ``plan``."""
+    if rows:
+        plan.send(conn, plan.reorder(keys, rows))
+    return len(rows)
+
+
+def _value_dicts(
+    table: Table, names: tuple[str, ...], rows: list[Any], json_text: bool
+) -> list[dict[str, Any]]:
+    """Checked value rows in ``names`` order as dicts (JSON text decoded if ``json_text``),
+    for the paths that take dicts."""
+    dicts = [dict(zip(names, row, strict=True)) for row in rows]
+    if json_text:
+        for name in names:
+            if _is_json(table.c[name].type):
+                for row in dicts:
+                    if row[name] is not None:
+                        row[name] = json.loads(row[name])
+    return dicts
+
+
+def insert_many(
+    conn: Connection | Session,
+    table: Table,
+    rows: Rows | Sequence[Sequence[Any]],
+    *,
+    columns: Sequence[str] | None = None,
+    json_text: bool = False,
+) -> int:
     """INSERT every row through the driver's executemany; return how many rows were sent.
 
     A row whose key exists raises DuplicateEntry; inside one transaction nothing
     of the batch is then kept (the caller's transaction rolls back).
+
+    With ``columns``, each row is a sequence of values in that order instead of a dict
+    (no dict per row to build); with ``json_text`` as well, the values of JSON columns
+    are JSON text already (as ``json_dumps`` writes it) and are sent as they are.
     """
+    if columns is not None:
+        names, values = _value_rows(table, rows, columns)
+        plan = _direct_insert_plan(conn, table, names, json_text)
+        if plan is None:
+            return insert_many(conn, table, _value_dicts(table, names, values, json_text))
+        return _send_values(conn, plan, names, values)
+    if json_text:
+        raise InvalidQuery("json_text=True needs the rows' columns")
     keys = _same_keys(table, rows)
     if keys is not None:
         plan = _direct_insert_plan(conn, table, keys)
@@ -216,6 +260,15 @@ def _value_runs(
             for keys in [tuple(run[0].keys())]
             for values in [operator.itemgetter(*keys)]
         ]
+    keys, values = _value_rows(table, rows, columns)
+    return [(keys, values)] if values else []
+
+
+def _value_rows(
+    table: Table, rows: Any, columns: Sequence[str]
+) -> tuple[tuple[str, ...], list[Sequence[Any]]]:
+    """(column names, value sequences) of rows given as values in ``columns`` order, checked:
+    each column known and named once, each row a sequence of one value per column."""
     if isinstance(columns, str) or not isinstance(columns, Iterable):
         raise InvalidQuery(f"columns must be a list of column names, got {columns!r}")
     keys = tuple(columns)
@@ -238,7 +291,7 @@ def _value_runs(
             raise InvalidQuery(
                 f"each row must have {width} values (for {list(keys)!r}), got {row!r}"
             )
-    return [(keys, values)] if values else []
+    return keys, values
 
 
 def _insert_run_ids(
@@ -488,7 +541,7 @@ class _InsertPlan:
 
 
 def _direct_insert_plan(
-    conn: Connection | Session, table: Table, keys: tuple[str, ...]
+    conn: Connection | Session, table: Table, keys: tuple[str, ...], json_text: bool = False
 ) -> _InsertPlan | None:
     """A plan for sending rows straight to the driver, or None where SQLAlchemy must do it:
     inside an ORM Session, or when a column left out has a Python-side default to compute."""
@@ -496,11 +549,13 @@ def _direct_insert_plan(
         return None
     if any(c.default is not None and c.key not in keys for c in table.c):
         return None
-    return _insert_plan(table, keys, conn.dialect)
+    return _insert_plan(table, keys, conn.dialect, json_text)
 
 
 @functools.lru_cache(maxsize=256)
-def _insert_plan(table: Table, keys: tuple[str, ...], dialect: Any) -> _InsertPlan:
+def _insert_plan(
+    table: Table, keys: tuple[str, ...], dialect: Any, json_text: bool = False
+) -> _InsertPlan:
     compiled = sa.insert(table).compile(
         dialect=positional_dialect(dialect), column_keys=list(keys), for_executemany=True
     )
@@ -508,18 +563,25 @@ def _insert_plan(table: Table, keys: tuple[str, ...], dialect: Any) -> _InsertPl
     return _InsertPlan(
         sql=compiled.string,
         keys=order,
-        convert=_converters(table, order, dialect),
+        convert=_converters(table, order, dialect, json_text),
     )
 
 
+def _is_json(column_type: Any) -> bool:
+    return isinstance(column_type, (JSON, sa.JSON))
+
+
 def _converters(
-    table: Table, order: tuple[str, ...], dialect: Any
+    table: Table, order: tuple[str, ...], dialect: Any, json_text: bool = False
 ) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
-    """(position, conversion) of each column in ``order`` whose type converts values."""
+    """(position, conversion) of each column in ``order`` whose type converts values;
+    with ``json_text`` JSON columns convert nothing (their values are JSON text already)."""
     found = []
     for i, name in enumerate(order):
         column_type = table.c[name].type
-        if dialect.name == "postgresql" and isinstance(column_type, (JSON, sa.JSON)):
+        if json_text and _is_json(column_type):
+            continue
+        if dialect.name == "postgresql" and _is_json(column_type):
             # JSON text: the statement casts it (%s::JSONB), so psycopg needs no Jsonb
             # wrapper per value and sends what a hand-written INSERT sends.
             convert: Callable[[Any], Any] | None = _json_text
@@ -553,19 +615,37 @@ def _dialect_insert(conn: Connection | Session, table: Table) -> Any:
 def upsert(
     conn: Connection | Session,
     table: Table,
-    rows: Rows,
+    rows: Rows | Sequence[Sequence[Any]],
     *,
     key: Sequence[str] | None = None,
     update: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+    json_text: bool = False,
 ) -> int:
     """Insert rows, replacing the ``update`` columns (default: all but the key) of rows whose
     ``key`` (default: the primary key) already exists. Returns how many rows were sent.
 
     ``update=[]`` keeps existing rows as they are. On MariaDB/MySQL any unique key of
-    the table counts as a conflict, not only ``key``.
+    the table counts as a conflict, not only ``key``. ``columns`` and ``json_text`` are
+    as for ``insert_many``.
     """
     key_names = _key(table, key)
     explicit = None if update is None else _update_columns(table, update)
+    if columns is not None:
+        names, values = _value_rows(table, rows, columns)
+        plan = None
+        if isinstance(conn, Connection):
+            if explicit is None:
+                explicit = [c.key for c in table.c if c.key in names and c.key not in key_names]
+            plan = _upsert_plan(
+                table, names, tuple(key_names), tuple(explicit), conn.dialect, json_text
+            )
+        if plan is None:
+            dicts = _value_dicts(table, names, values, json_text)
+            return upsert(conn, table, dicts, key=key_names, update=explicit)
+        return _send_values(conn, plan, names, values)
+    if json_text:
+        raise InvalidQuery("json_text=True needs the rows' columns")
     keys = _same_keys(table, rows)
     if keys is not None and isinstance(conn, Connection):
         names = explicit
@@ -593,6 +673,7 @@ def _upsert_plan(
     key_names: tuple[str, ...],
     update: tuple[str, ...],
     dialect: Any,
+    json_text: bool = False,
 ) -> _InsertPlan | None:
     """The upsert of rows naming ``keys``, compiled for the driver's executemany; None where
     SQLAlchemy must fill in values itself (a Python-side default or onupdate)."""
@@ -615,7 +696,7 @@ def _upsert_plan(
     return _InsertPlan(
         sql=compiled.string,
         keys=order,
-        convert=_converters(table, order, dialect),
+        convert=_converters(table, order, dialect, json_text),
     )
 
 

@@ -285,6 +285,37 @@ def test_ent_methods(things):
         things.save_ents("thing", [{"key": "b"}], replace=False)
 
 
+def test_hooks_run_in_field_name_order_and_see_the_record(make_dao):
+    seen = []
+
+    def stamp(record):
+        seen.append(dict(record))
+        return f"{record['a']}-{record['b']}"
+
+    fields = {
+        "key": {"type": "TEXT", "primary_key": True, "default": lambda: "generated"},
+        "c": {"type": "TEXT", "auto_update": stamp},
+        "b": {"type": "INTEGER", "default": lambda: 2},
+        "a": {"type": "INTEGER", "auto_update": lambda record: (record["a"] or 0) + 1},
+    }
+    dao = make_dao(SqliteDAO, table_prefix="jmt_h_", orm_specs=[{"name": "t", "fields": fields}])
+    saved = dao.save_ents("t", [{}, {"key": "k", "a": 5, "b": None}])
+    assert saved == [
+        {"key": "generated", "c": "1-2", "b": 2, "a": 1},
+        {"key": "k", "c": "6-2", "b": 2, "a": 6},
+    ]
+    assert seen[0] == {"key": None, "c": None, "b": 2, "a": 1}
+    assert dao.get_ent("t", "k") == saved[1]
+
+
+def test_a_record_without_its_key_is_refused(make_dao):
+    fields = {"key": {"type": "TEXT", "primary_key": True}, "name": {"type": "TEXT"}}
+    dao = make_dao(SqliteDAO, table_prefix="jmt_n_", orm_specs=[{"name": "t", "fields": fields}])
+    with pytest.raises(InvalidValue, match="'key' is the primary key: it needs a value"):
+        dao.save_ents("t", [{"key": "a"}, {"name": "no key"}])
+    assert dao.query_ents("t") == []
+
+
 def test_an_unfilterable_field_cannot_be_filtered_or_ordered_on(things):
     things.create_ent("thing", {"key": "a", "payload": {"x": 1}})
     with pytest.raises(InvalidQuery):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 import time
 import uuid
 
@@ -161,6 +162,57 @@ def test_a_bad_record_raises_invalid_value_and_saves_nothing(dao, bad):
     with pytest.raises(InvalidValue):
         dao.save_jobs([{"key": "good"}, bad])
     assert list(stored(dao)) == ["existing"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"key": "k", "status": 5}, "field 'status' takes a string, got 5"),
+        ({"key": "k", "created": float("nan")}, "field 'created' takes a finite number"),
+        ({"key": "k", "batch_meta": {"x": float("inf")}}, "field 'batch_meta' takes JSON (NaN"),
+        ({"key": "k", "engine_meta": {"x": {1, 2}}}, "field 'engine_meta' takes JSON (dict,"),
+        ({"key": "k", "batch_meta": {"x": {1: "a", (1,): "b"}}}, "'batch_meta' takes JSON (obj"),
+        ({"key": 5}, "field 'key' takes a string, got 5"),
+        ({"key": "x" * 256}, "field 'key' takes a string of at most 255 characters"),
+    ],
+    ids=lambda v: repr(v)[:40],
+)
+def test_a_refused_record_names_the_field_and_what_it_takes(dao, bad, message):
+    with pytest.raises(InvalidValue, match=re.escape(message)):
+        dao.save_jobs([{"key": "good"}, bad])
+    assert stored(dao) == {}
+
+
+def test_json_values_come_back_as_json_gives_them(dao):
+    class Name(str):
+        pass
+
+    class Number(int):
+        pass
+
+    meta = {"s": Name("n"), "i": Number(3), "t": ((1, 2), ()), "d": {2: "b", 10: "a"}}
+    saved = dao.save_jobs([{"key": "k", "batch_meta": meta, "engine_meta": (True, None)}])
+    expected = {"s": "n", "i": 3, "t": [[1, 2], []], "d": {"2": "b", "10": "a"}}
+    assert saved[0]["batch_meta"] == expected
+    assert saved[0]["engine_meta"] == [True, None]
+    assert [type(v) for v in saved[0]["batch_meta"].values()] == [dict, int, str, list]
+    assert dao.get_job("k") == saved[0]
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [{10: "a", 9.5: "b"}, {"b": {"y": 1, "x": 2}, "a": [{"d": 1, "c": 2}]}, {1: "int", "1.5": 2}],
+    ids=["number-keys", "nested", "mixed-keys"],
+)
+def test_a_saved_json_value_is_found_by_an_equal_value_in_any_key_order(dao, meta):
+    dao.save_jobs([{"key": "k", "batch_meta": meta}, {"key": "other", "batch_meta": {}}])
+    reordered = dict(reversed(list(meta.items())))
+    for arg in (meta, reordered):
+        query = {"filters": [{"field": "batch_meta", "op": "=", "arg": arg}]}
+        assert [job["key"] for job in dao.query_jobs(query)] == ["k"]
+    dao.update_jobs({"engine_meta": reordered}, {})
+    query = {"filters": [{"field": "engine_meta", "op": "=", "arg": meta}]}
+    assert keys(dao.query_jobs(query)) == ["k", "other"]
 
 
 @pytest.mark.parametrize("jobs", [None, {"key": "k"}, "k", 5])

@@ -21,7 +21,8 @@ from dblayer.core.claims import QueryClaims
 from dblayer.core.leases import check_lease_seconds, check_worker
 
 from . import utils as _dao_utils
-from .orm import ORM, _Double
+from .fields import Double
+from .orm import ORM
 from .sqlite_dao import SqliteDAO
 
 # The job table's lease columns (not job fields: job dicts do not show them). Added by
@@ -45,7 +46,7 @@ def _lease_columns(status: sa.Column[Any]) -> list[sa.Column[Any]]:
     info = {SINCE: "0002"}
     return [
         sa.Column(CLAIMED_BY, sa.Text(), info=info),
-        sa.Column(CLAIM_EXPIRES, _Double(53), info=info),
+        sa.Column(CLAIM_EXPIRES, Double(53), info=info),
         # The status a claim took the job from, of the status field's own type.
         sa.Column(CLAIMED_FROM, status.type, info=info),
     ]

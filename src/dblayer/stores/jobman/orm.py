@@ -22,21 +22,19 @@ PostgreSQL. A None JSON value is SQL NULL, matched by ``= None`` and ``IS None``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
-import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
 import sqlalchemy as sa
 
 from dblayer.core import (
-    JSON,
     ConflictError,
     DatabaseError,
     DBLayerError,
-    ExactString,
     InvalidQuery,
     InvalidValue,
     TransientError,
@@ -48,166 +46,15 @@ from dblayer.core import (
     where_query,
 )
 
-KEY_LENGTH = 255
+from .fields import ALIASES, AS_IS, KEY_LENGTH, TYPES, Refused, to_key_text, to_text
+from .records import Field, Prepare, record_preparer
+
 SPEC_KEYS = ("type", "primary_key", "default", "auto_update", "unfilterable")
 # Operators a JSON field takes; the others (ordering, LIKE) mean nothing portable for JSON.
 JSON_OPERATORS = ("=", "==", "!=", "<>", "IN", "NOT IN", "IS", "IS NOT")
 _LIKE = ("LIKE", "NOT LIKE")
 _LISTS = (list, tuple, set, frozenset)
-_INT_RANGE = (-(2**63), 2**63 - 1)
-
-
-class _Refused(Exception):
-    """A value does not fit its field; the message says what the field takes."""
-
-
-def _text(value: Any) -> str:
-    if type(value) is str:
-        return value
-    if isinstance(value, str):
-        return str.__str__(value)
-    raise _Refused("a string")
-
-
-def _key_text(value: Any) -> str:
-    if type(value) is not str:
-        value = _text(value)
-    if len(value) > KEY_LENGTH:
-        raise _Refused(f"a string of at most {KEY_LENGTH} characters")
-    return value
-
-
-def _integer(value: Any) -> int:
-    if type(value) is not int:
-        if not isinstance(value, int):  # bools are ints: stored as 0 and 1
-            raise _Refused("an integer")
-        value = int(value)
-    if not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
-        raise _Refused("a 64-bit integer")
-    return value
-
-
-def _float(value: Any) -> float:
-    if type(value) is float and math.isfinite(value):
-        return value
-    if isinstance(value, (int, float)):
-        try:
-            number = float(value)
-        except OverflowError:
-            raise _Refused("a finite number") from None
-        if math.isfinite(number):
-            return number
-    raise _Refused("a finite number")
-
-
-def _blob(value: Any) -> bytes:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    raise _Refused("bytes")
-
-
-def _json_key(key: Any) -> str:
-    # The names json.dumps gives non-string keys.
-    if isinstance(key, str):
-        return str.__str__(key)
-    if key is None or isinstance(key, bool):
-        return {None: "null", True: "true", False: "false"}[key]
-    if isinstance(key, int):
-        return str(int(key))
-    if isinstance(key, float) and math.isfinite(key):
-        return repr(float(key))
-    raise _Refused("JSON (object keys must be strings, numbers, booleans or None)")
-
-
-# Values JSON gives back as they are (a float only when finite: checked where it is met).
-_SCALARS = frozenset((str, int, bool, type(None)))
-_STR_ONLY = frozenset((str,))
-
-
-def _json_value(value: Any) -> Any:
-    """``value`` as JSON will give it back, with object keys sorted."""
-    kind = type(value)
-    if kind in _SCALARS:
-        return value
-    # The common cases, fast: scalar members are taken as they are, without a call.
-    if kind is dict and _STR_ONLY.issuperset(map(type, value)):
-        return {k: v if type(v := value[k]) in _SCALARS else _json_value(v) for k in sorted(value)}
-    if kind is list:
-        return [v if type(v) in _SCALARS else _json_value(v) for v in value]
-    if isinstance(value, Mapping):
-        pairs = {_json_key(k): _json_value(v) for k, v in value.items()}
-        return {k: pairs[k] for k in sorted(pairs)}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return float(value)
-        raise _Refused("JSON (NaN and Infinity are not JSON)")
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, str):
-        return str.__str__(value)
-    raise _Refused(f"JSON (dict, list, string, number, bool or None; not {kind.__name__})")
-
-
-def _json_field(value: Any) -> Any:
-    try:
-        return _json_value(value)
-    except RecursionError:
-        raise _Refused("JSON nested less deeply") from None
-
-
-def _key_type() -> Any:
-    # A key compares byte for byte on every backend (MariaDB's default collation would
-    # make "a" and "A" one key, and an upsert of one overwrite the other).
-    return ExactString(KEY_LENGTH)
-
-
-def _integer_type() -> Any:
-    # 64-bit like SQLite's INTEGER; SQLite itself keeps its own INTEGER.
-    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-
-class _Double(sa.TypeDecorator):  # type: ignore[type-arg]
-    """FLOAT(53): double precision, so a time.time() timestamp comes back exactly as saved.
-
-    Every driver returns a double as a float already, so reads convert nothing. (Float's
-    own result processor on psycopg needs the column's type code, which core's prepared
-    queries do not pass: it raises "Unknown PG numeric type".)
-    """
-
-    impl = sa.Float
-    cache_ok = True
-
-    def result_processor(self, dialect: Any, coltype: Any) -> None:
-        return None
-
-
-def _float_type() -> Any:
-    return _Double(53)
-
-
-# type name -> (column type of a plain field, column type of a primary key, converter)
-_TYPES: dict[str, tuple[Callable[[], Any], Callable[[], Any], Callable[[Any], Any]]] = {
-    "TEXT": (sa.Text, _key_type, _text),
-    "INTEGER": (_integer_type, _integer_type, _integer),
-    "FLOAT": (_float_type, _float_type, _float),
-    "JSON": (JSON, JSON, _json_field),
-    "BLOB": (sa.LargeBinary, sa.LargeBinary, _blob),
-}
-# Per type, the Python types whose values a field stores unchanged (None: SQL NULL).
-_NONE = type(None)
-_AS_IS = {
-    "TEXT": frozenset((str, _NONE)),
-    "INTEGER": frozenset((_NONE,)),
-    "FLOAT": frozenset((_NONE,)),
-    "JSON": _SCALARS,
-    "BLOB": frozenset((bytes, _NONE)),
-}
-_TEXT_ARGS = frozenset((str, _NONE))
-_ALIASES = {"INT": "INTEGER", "REAL": "FLOAT", "DOUBLE": "FLOAT"}
+_TEXT_ARGS = frozenset((str, type(None)))
 
 
 def _kind(field: str, spec: Any) -> str:
@@ -226,9 +73,9 @@ def _kind(field: str, spec: Any) -> str:
             raise InvalidValue(f"field {field!r}: {hook} must be callable")
     name = spec.get("type")
     kind = name.upper() if isinstance(name, str) else None
-    kind = _ALIASES.get(kind, kind)
-    if kind not in _TYPES:
-        allowed = ", ".join([*_TYPES, *_ALIASES])
+    kind = ALIASES.get(kind, kind)
+    if kind not in TYPES:
+        allowed = ", ".join([*TYPES, *ALIASES])
         raise InvalidValue(f"field {field!r}: unknown type {name!r}; allowed: {allowed}")
     return kind
 
@@ -274,21 +121,16 @@ class ORM:
         self.fields = {field: dict(spec) for field, spec in fields.items()}
         self._kinds = kinds
         self._keys = [f for f, spec in self.fields.items() if spec.get("primary_key")]
-        self._hooks = [
-            (f, self.fields[f].get("default"), self.fields[f].get("auto_update"))
-            for f in sorted(self.fields)
-            if self.fields[f].get("default") or self.fields[f].get("auto_update")
-        ]
         self._converters = {
-            f: (_key_text if f in self._keys and kind == "TEXT" else _TYPES[kind][2])
+            f: (to_key_text if f in self._keys and kind == "TEXT" else TYPES[kind][2])
             for f, kind in kinds.items()
         }
         self._names = tuple(self.fields)
-        # Per field, in order: name, converter, and the value types stored unchanged
-        # (saving skips the converter call for them). A key always goes to the converter
+        # Per field, in order: name, converter, and the value types stored unchanged; for
+        # finding the field a refused record fails on. A key always goes to the converter
         # (None is refused there).
         self._plan = tuple(
-            (f, self._converters[f], frozenset() if f in self._keys else _AS_IS[kind])
+            (f, self._converters[f], frozenset() if f in self._keys else AS_IS[kind])
             for f, kind in kinds.items()
         )
         self._filterable = tuple(
@@ -297,7 +139,7 @@ class ORM:
         columns = [
             sa.Column(
                 f,
-                _TYPES[kind][1 if f in self._keys else 0](),
+                TYPES[kind][1 if f in self._keys else 0](),
                 primary_key=f in self._keys,
                 autoincrement=False,
             )
@@ -360,36 +202,43 @@ class ORM:
 
     def prepare_records(self, objs: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
         """The rows to store for ``objs``: every field, defaults and auto_update applied, checked."""
+        return self.prepare_rows(objs)[0]
+
+    def prepare_rows(
+        self, objs: Iterable[Mapping[str, Any]] | None
+    ) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+        """``prepare_records(objs)`` and, for ``insert_rows``, each record's values in field
+        order (JSON as its text)."""
         if (
             objs is None
             or isinstance(objs, (Mapping, str, bytes))
             or not isinstance(objs, Iterable)
         ):
             raise InvalidValue(f"expected a list of {self.name} dicts, got {type(objs).__name__}")
-        return [self._record(obj) for obj in objs]
+        return self._prepare(objs)
 
-    def _record(self, obj: Any) -> dict[str, Any]:
-        if not isinstance(obj, Mapping):
-            raise InvalidValue(f"a {self.name} must be a dict, got {_short(obj)}")
-        get = obj.get
-        record = {field: get(field) for field in self._names}
-        for field, default, auto_update in self._hooks:
-            if default is not None and record[field] is None:
-                record[field] = default()
-            if auto_update is not None:
-                record[field] = auto_update(record=record)
-        # The hot loop of a bulk save: converters are called directly, and not at all for
-        # a value of a type the field stores unchanged.
+    @functools.cached_property
+    def _prepare(self) -> Prepare:
+        fields = [
+            Field(f, self._kinds[f], f in self._keys, spec.get("default"), spec.get("auto_update"))
+            for f, spec in self.fields.items()
+        ]
+        return record_preparer(fields, self._not_a_record, self._raise_refusal)
+
+    def _not_a_record(self, obj: Any) -> NoReturn:
+        raise InvalidValue(f"a {self.name} must be a dict, got {_short(obj)}")
+
+    def _raise_refusal(self, record: dict[str, Any]) -> None:
+        """Raise InvalidValue for the first field of ``record`` whose value is refused."""
         for field, convert, as_is in self._plan:
             value = record[field]
             if type(value) not in as_is:
                 if value is None:
                     self.convert(field, None)  # a key: raises
                 try:
-                    record[field] = convert(value)
-                except _Refused as e:
+                    convert(value)
+                except Refused as e:
                     raise self._refused(field, value, e) from None
-        return record
 
     def convert(self, field: str, value: Any) -> Any:
         """``value`` as ``field`` stores it, else InvalidValue naming what the field takes."""
@@ -401,21 +250,32 @@ class ORM:
             return None
         try:
             return self._converters[field](value)
-        except _Refused as e:
+        except Refused as e:
             raise self._refused(field, value, e) from None
 
-    def _refused(self, field: str, value: Any, reason: _Refused) -> InvalidValue:
+    def _refused(self, field: str, value: Any, reason: Refused) -> InvalidValue:
         return InvalidValue(f"{self.name} field {field!r} takes {reason}, got {_short(value)}")
 
     def insert_records(
         self, connection: sa.Connection, records: list[dict[str, Any]], replace: bool = True
     ) -> None:
         """INSERT prepared records in one executemany; ``replace`` overwrites existing keys."""
+        self._insert(connection, records, replace)
+
+    def insert_rows(
+        self, connection: sa.Connection, rows: list[tuple[Any, ...]], replace: bool = True
+    ) -> None:
+        """``insert_records`` of the rows ``prepare_rows`` made."""
+        self._insert(connection, rows, replace, columns=self._names, json_text=True)
+
+    def _insert(
+        self, connection: sa.Connection, rows: list[Any], replace: bool, **values: Any
+    ) -> None:
         try:
             if replace:
-                upsert(connection, self._records, records)
+                upsert(connection, self._records, rows, **values)
             else:
-                insert_many(connection, self._records, records)
+                insert_many(connection, self._records, rows, **values)
         except (DBLayerError, sa.exc.SQLAlchemyError) as e:
             self._fail(e, self.InsertError)
 
@@ -438,8 +298,8 @@ class ORM:
         self, objs: Iterable[Mapping[str, Any]], connection: sa.Connection, replace: bool = True
     ) -> list[dict[str, Any]]:
         """Save ``objs`` on ``connection`` and return them as stored."""
-        records = self.prepare_records(objs)
-        self.insert_records(connection, records, replace)
+        records, rows = self.prepare_rows(objs)
+        self.insert_rows(connection, rows, replace)
         return records
 
     def save_object(
@@ -499,10 +359,10 @@ class ORM:
     def _query_value(self, field: str, op: str, value: Any) -> Any:
         if value is None:
             return None
-        convert = _text if self._kinds[field] == "TEXT" else self._converters[field]
+        convert = to_text if self._kinds[field] == "TEXT" else self._converters[field]
         try:
             return convert(value)
-        except _Refused as e:
+        except Refused as e:
             raise InvalidQuery(
                 f"filter {field!r} {op}: {field!r} takes {e}, got {_short(value)}"
             ) from None

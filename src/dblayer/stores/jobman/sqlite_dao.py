@@ -232,10 +232,10 @@ class SqliteDAO:
         """
         orm = self._orm_for(ent_type)
         with paused_gc(isinstance(ents, Sized) and len(ents) >= _GC_PAUSE_MIN):
-            records = orm.prepare_records(ents)
-            if records:
+            records, rows = orm.prepare_rows(ents)
+            if rows:
                 try:
-                    self.db.run(orm.insert_records, records, bool(replace))
+                    self.db.run(orm.insert_rows, rows, bool(replace))
                 except orm.IntegrityError as e:
                     raise self.IntegrityError(
                         str(e), constraint=e.constraint, columns=e.columns
