@@ -6,10 +6,11 @@ The SQLite file holds 1,000,000 jobs (scaled) in the table JobMan's DAO makes
 filled with sqlite3's executemany (untimed). The target is the backend under test
 (PostgreSQL or MariaDB; on SQLite the case does not run), its table made by the same
 migrations and emptied between runs. Ours is ``copy_tables`` (batches of 10,000, its
-verification included: row count and checksum on both sides, the source's rows hashed as
-they stream through, the target's read back and hashed; the JSON texts, as jobman and the
-original application wrote them, put in jsonb's form by PostgreSQL); a second line times
-it with ``verify=False``. Raw reads the rows with sqlite3 (``fetchmany``) and writes them with
+verification included: into PostgreSQL the job table's columns are all exact kinds, so
+the COPY stream is parsed a second time into a scratch table by a second server process
+and the server compares row counts and row hashes of both; into MariaDB the source's rows
+are hashed as they stream through and the target's read back and hashed); a second line
+times it with ``verify=False``. Raw reads the rows with sqlite3 (``fetchmany``) and writes them with
 psycopg's ``COPY ... FROM STDIN`` (``write_row``) or PyMySQL's ``executemany``, in one
 transaction, verifying nothing.
 """
@@ -147,8 +148,10 @@ def _compare(ctx: Context, path: Path, count: int) -> None:
                 warm_ours=lambda: None,
                 warm_raw=lambda: None,
             )
+            # The issue's target is for PostgreSQL; MariaDB's figure is reported alone.
+            target = TARGET if backend.name == "postgresql" else None
             ctx.report(
-                Result("copy_jobman", backend.name, ours_s, raw_s, count, "rows", TARGET, note)
+                Result("copy_jobman", backend.name, ours_s, raw_s, count, "rows", target, note)
             )
     finally:
         migrations.downgrade(target, "jobman", "base")

@@ -14,12 +14,14 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session as OrmSession
 
 from dblayer.core import Database, migrations
 from dblayer.stores.blitz import Reading, Session
 from dblayer.stores.nova import NovaDBAPI, RequestContext
 from dblayer.stores.nova.facade import create_schema
 from dblayer.stores.nova.models import BASE
+from dblayer.stores.topchef import JobStatus, Service
 from tests.conftest import REDIS_URL, SHARED_BACKENDS, backend_url
 
 NOVA = BASE.metadata
@@ -82,8 +84,56 @@ def test_entry_point_is_installed() -> None:
         assert command in proc.stdout
 
 
-def test_demo(url: str, db: Database) -> None:
-    out = run_json("demo", "--url", url, "--workers", "3", "--jobs", "60", "--redis-url", REDIS_URL)
+TOPCHEF_JOBS = {"REGISTERED": 2, "COMPLETED": 1, "WORKING": 0, "ERROR": 0}
+
+
+def _topchef_url(db: Database, tmp_path: Path) -> str:
+    """A database of TopChef's own on ``db``'s backend (its table services is nova's too):
+    a file in ``tmp_path``, or this run's ``cli_topchef`` database on the server."""
+    if db.backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'topchef.db'}"
+    backend = "postgresql" if db.backend == "postgresql" else "mariadb"
+    return backend_url(backend, tmp_path, store="cli_topchef")
+
+
+def _topchef_demo_jobs(url: str) -> dict[str, Any]:
+    """What the demo left in TopChef's database at ``url``, read through the store: its
+    revision, the demo's services and their jobs by status, and the completed jobs."""
+    topchef_db = Database(url)
+    try:
+        with OrmSession(topchef_db.engine) as session:
+            services = session.query(Service).filter_by(name="demo-odmr").all()
+            jobs = [job for service in services for job in service.jobs]
+            return {
+                "revision": migrations.current(topchef_db, "topchef"),
+                "services": [str(service.id) for service in services],
+                "available": [service.is_service_available for service in services],
+                "jobs": {s.name: sum(job.status is s for job in jobs) for s in JobStatus},
+                "completed": [
+                    (str(job.id), job.parameters, job.results)
+                    for job in jobs
+                    if job.status is JobStatus.COMPLETED
+                ],
+            }
+    finally:
+        topchef_db.dispose()
+
+
+def test_demo(url: str, db: Database, tmp_path: Path) -> None:
+    topchef_url = _topchef_url(db, tmp_path)
+    out = run_json(
+        "demo",
+        "--url",
+        url,
+        "--topchef-url",
+        topchef_url,
+        "--workers",
+        "3",
+        "--jobs",
+        "60",
+        "--redis-url",
+        REDIS_URL,
+    )
     assert out["backend"] == db.facts.backend or out["backend"] == "mariadb"
     jobs = out["jobman"]
     assert jobs["jobs"] == jobs["completed"] == sum(jobs["claimed_per_worker"]) == 60
@@ -132,16 +182,50 @@ def test_demo(url: str, db: Database) -> None:
         assert stores[store]["up_to_date"] is True
     assert migrations.current(db, "jobman", dao="worker", table_prefix="demo_") == heads["jobman"]
     assert stores["nanny"]["rows"] == 0
-    assert "topchef" not in stores  # its "services" table is nova's too: not in the demo
     text = run_ok("info", "--url", url).stdout
     assert "nova" in text and "jobman (demo_*)" in text and db.facts.driver in text
     assert f"{heads['nova']} (head)" in text
-    assert (
-        "schemas nanny, blitz, nova, jobman (demo_*) at head"
-        in run_ok(
-            "demo", "--url", url, "--workers", "2", "--jobs", "10", "--redis-url", REDIS_URL
-        ).stdout
-    )
+    # TopChef on its database of its own (its "services" table is nova's too), at head by
+    # its migrations, with the demo's service and jobs; none of it in the main database.
+    topchef_head = migrations.heads("topchef")[0]
+    topchef = out["topchef"]
+    topchef_display = sa.make_url(topchef_url).render_as_string(hide_password=True)
+    assert (topchef["url"], topchef["revision"]) == (topchef_display, topchef_head)
+    assert topchef["backend"] == out["backend"]
+    assert topchef["submitted"] == 3 and topchef["jobs"] == TOPCHEF_JOBS
+    assert topchef["job_results"] is not None
+    left = _topchef_demo_jobs(topchef_url)
+    assert left["revision"] == topchef_head
+    assert left["services"] == [topchef["service"]] and left["available"] == [True]
+    assert left["jobs"] == TOPCHEF_JOBS
+    assert left["completed"] == [
+        (topchef["job"], topchef["job_parameters"], topchef["job_results"])
+    ]
+    assert migrations.current(db, "topchef") is None and "topchef" not in stores
+    topchef_info = run_json("info", "--url", topchef_url)
+    assert [s["store"] for s in topchef_info["stores"]] == ["topchef"]
+    assert topchef_info["stores"][0]["revision"] == topchef_head
+    # Again, as text: a fresh set of TopChef jobs, the previous run's gone.
+    again = run_ok(
+        "demo",
+        "--url",
+        url,
+        "--topchef-url",
+        topchef_url,
+        "--workers",
+        "2",
+        "--jobs",
+        "10",
+        "--redis-url",
+        REDIS_URL,
+    ).stdout
+    assert "schemas nanny, blitz, nova, jobman (demo_*) at head" in again
+    assert f"topchef on {topchef_display}, a database of its own" in again
+    assert f"schema at head ({topchef_head})" in again
+    assert "now 2 REGISTERED, 1 COMPLETED" in again
+    rerun = _topchef_demo_jobs(topchef_url)
+    assert len(rerun["services"]) == 1 and rerun["services"] != left["services"]
+    assert rerun["jobs"] == TOPCHEF_JOBS
 
 
 def _instances(db: Database, live: int, destroyed: int) -> list[str]:
@@ -192,10 +276,48 @@ def test_url_from_environment_then_default_file(tmp_path: Path) -> None:
     path = tmp_path / "env.db"
     run_ok("demo", "--workers", "2", "--jobs", "10", env={"DBLAYER_URL": f"sqlite:///{path}"})
     assert path.exists()
+    # TopChef's database: the sibling file <stem>-topchef.db, at head.
+    sibling = f"sqlite:///{tmp_path / 'env-topchef.db'}"
+    assert _topchef_demo_jobs(sibling)["revision"] == migrations.heads("topchef")[0]
+    assert migrations.current(f"sqlite:///{path}", "topchef") is None
     assert run_json("info", env={"DBLAYER_URL": f"sqlite:///{path}"})["url"].endswith("env.db")
     # No --url, no DBLAYER_URL: ./dblayer.db, which info does not create.
     line = one_line_error(run("info", cwd=tmp_path))
     assert "dblayer.db" in line and not (tmp_path / "dblayer.db").exists()
+
+
+def test_demo_with_no_arguments_in_an_empty_directory(tmp_path: Path) -> None:
+    text = run_ok("demo", cwd=tmp_path).stdout
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == ["dblayer-topchef.db", "dblayer.db"]
+    assert "dblayer demo on sqlite:///dblayer.db" in text
+    assert "topchef on sqlite:///dblayer-topchef.db, a database of its own" in text
+    topchef = _topchef_demo_jobs(f"sqlite:///{tmp_path / 'dblayer-topchef.db'}")
+    assert topchef["revision"] == migrations.heads("topchef")[0]
+    assert topchef["jobs"] == TOPCHEF_JOBS
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_demo_on_a_server_puts_topchef_in_the_working_directory(
+    backend: str, run_dir: Path, tmp_path: Path
+) -> None:
+    url = backend_url(backend, run_dir, store="cli")
+    out = run_json("demo", "--url", url, "--workers", "2", "--jobs", "10", cwd=tmp_path)
+    assert out["topchef"]["url"] == "sqlite:///dblayer-topchef.db"
+    assert out["topchef"]["backend"] == "sqlite" and out["topchef"]["jobs"] == TOPCHEF_JOBS
+    topchef = _topchef_demo_jobs(f"sqlite:///{tmp_path / 'dblayer-topchef.db'}")
+    assert topchef["revision"] == migrations.heads("topchef")[0]
+
+
+def test_demo_topchef_url_bad_or_the_main_database(tmp_path: Path) -> None:
+    main = f"sqlite:///{tmp_path / 'main.db'}"
+    bad = f"postgresql+psycopg://p:{SECRET}@127.0.0.1:1/x"
+    proc = run("demo", "--url", main, "--topchef-url", bad)
+    assert "TopChef's database postgresql+psycopg://p:***@127.0.0.1:1/x" in one_line_error(proc)
+    assert SECRET not in proc.stderr + proc.stdout
+    assert "--topchef-url" in one_line_error(run("demo", "--url", main, "--topchef-url", main))
+    # Refused before the tour: nothing was made in the main database.
+    with Database(main) as db:
+        assert db.table_names() == []
 
 
 @pytest.mark.parametrize(

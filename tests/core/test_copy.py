@@ -187,6 +187,12 @@ def database(backend: str, run_dir: Path, role: str) -> Database:
     return db
 
 
+def verified_by(target: Database, table: sa.Table) -> str:
+    """How a copy into ``target`` verifies ``table``: on PostgreSQL's server when its every
+    column is an integer, double, text, jsonb or boolean (cp_parents has UUIDs, datetimes)."""
+    return "server" if target.backend == "postgresql" and table is not parents else "checksum"
+
+
 @pytest.fixture(params=PAIRS, ids=[f"{a}-to-{b}" for a, b in PAIRS])
 def pair(request: pytest.FixtureRequest, run_dir: Path) -> tuple[Database, Database]:
     source_backend, target_backend = request.param
@@ -206,7 +212,12 @@ def test_copy_keeps_every_value_and_id(pair: tuple[Database, Database]) -> None:
     assert result["cp_keyed"].rows == 5
     for name, copied in result.items():
         table = metadata.tables[name]
-        assert (copied.rows, copied.checksum) == table_checksum(target, table)
+        assert copied.verified_by == verified_by(target, table)
+        if copied.verified_by == "checksum":
+            assert (copied.rows, copied.checksum) == table_checksum(target, table)
+        else:
+            assert copied.rows == table_checksum(target, table)[0]
+            assert len(copied.checksum) == 16
         assert table_checksum(source, table) == table_checksum(target, table)
         assert sum(n for t, n in seen if t == name) == copied.rows
         assert all(0 < n <= 7 for t, n in seen if t == name)
@@ -379,7 +390,8 @@ def test_json_text_of_any_form_verifies_and_checksums_agree(
     raw_json(source, "b", ODD_JSON)
     raw_json(source, "z", ' [ 1 , "two" ] ')
     result = copy_tables(source, target, metadata)  # verified, else CopyMismatch
-    assert result["cp_keyed"].checksum == table_checksum(source, keyed)[1]
+    if result["cp_keyed"].verified_by == "checksum":
+        assert result["cp_keyed"].checksum == table_checksum(source, keyed)[1]
     for table in metadata.sorted_tables:
         assert table_checksum(source, table) == table_checksum(target, table)
 

@@ -223,7 +223,11 @@ def copy(
                     **({"prefix": entry.prefix} if entry.prefix else {}),
                     "revision": migrations.current(target, entry.name, **params),
                     "tables": {
-                        t.name: {"rows": copied[t.name].rows, "checksum": copied[t.name].checksum}
+                        t.name: {
+                            "rows": copied[t.name].rows,
+                            "checksum": copied[t.name].checksum,
+                            "verified_by": copied[t.name].verified_by,
+                        }
                         for t in store_tables
                     },
                 }

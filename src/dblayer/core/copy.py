@@ -12,6 +12,11 @@ JSON as its text, which PostgreSQL is asked for too, SQLite's datetime text into
 server's DATETIME, 0/1 into a boolean); only where they differ (PostgreSQL's native
 UUIDs, datetimes into SQLite) does a value go through the column type's conversions.
 
+Into PostgreSQL, a table whose every column is an integer, a double, text, jsonb or a
+boolean is verified on the server (``copy_staged``: the COPY stream parsed a second time
+into a scratch table, both hashed by the server; no row comes back into Python). Other
+tables, and every table into SQLite or MariaDB, are verified as follows.
+
 Verification counts the rows and compares a checksum computed the same way on both
 sides: each row's values are normalised (JSON as the text PostgreSQL's jsonb prints for
 it, datetimes as ``YYYY-MM-DD HH:MM:SS.ffffff``, booleans as 0/1, UUIDs as 32 hex digits,
@@ -56,6 +61,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from . import copy_staged
+from .copy_staged import Staging
 from .database import Database
 from .driver import bind_processor, result_processor
 from .errors import CopyMismatch, DBLayerError, InvalidValue, TargetNotEmpty, translate
@@ -68,11 +75,17 @@ _DEFAULT_BATCH = 10_000
 
 @dataclass(frozen=True)
 class TableCopy:
-    """One copied table: its name, the rows copied and their checksum (32 hex digits)."""
+    """One copied table: its name, the rows copied, their checksum and how it was verified.
+
+    ``verified_by`` is "checksum" (the checksum is ``table_checksum``'s, 32 hex digits, the
+    same on every backend), "server" (into PostgreSQL, for tables of exact values: the
+    server's hash of the rows, 16 hex digits, see ``copy_staged``) or "count" (no checksum).
+    """
 
     table: str
     rows: int
     checksum: str
+    verified_by: str = "checksum"
 
 
 # -- column kinds --------------------------------------------------------------------------
@@ -549,9 +562,10 @@ def _stream(conn: Connection, table: Table, batch_size: int) -> Iterator[list[tu
 class _Writer:
     """Rows into one target table: COPY on PostgreSQL (psycopg 3), else executemany."""
 
-    def __init__(self, conn: Connection, table: Table) -> None:
+    def __init__(self, conn: Connection, table: Table, staging: Staging | None = None) -> None:
         self.conn = conn
         self.raw = conn.connection.dbapi_connection
+        self.staging = staging
         names = [_quote(conn, c.name) for c in table.columns]
         self.target = f"{_quote(conn, table.name)} ({', '.join(names)})"
         dialect = conn.dialect
@@ -568,8 +582,9 @@ class _Writer:
     def __enter__(self) -> _Writer:
         self._cursor = self._stack.enter_context(closing(self.raw.cursor()))
         if self.copy:
+            writer = None if self.staging is None else self.staging.writer(self._cursor)
             self._copy = self._stack.enter_context(
-                self._cursor.copy(f"COPY {self.target} FROM STDIN")
+                self._cursor.copy(f"COPY {self.target} FROM STDIN", writer=writer)
             )
         return self
 
@@ -688,9 +703,10 @@ def copy_tables(
     copied: dict[str, TableCopy] = {}
     with target.transaction() as out, _driver_errors(out):
         filled = _check_target(out, ordered, allow_nonempty)
-        # The checksum is additive: what was there before is subtracted when verifying.
+        methods = {t.name: _method(t, source.engine.dialect, out, verify) for t in ordered}
+        # Checksums are additive: what was there before is subtracted when verifying.
         before = {
-            t.name: _checksum_of(out, t, batch_size) if verify else _count_of(out, t)
+            t.name: _before(out, t, methods[t.name], batch_size)
             for t in ordered
             if t.name in filled
         }
@@ -698,16 +714,23 @@ def copy_tables(
             _session_settings(out),
             _snapshot(source) as src,
             _driver_errors(src),
-            _json_canon(target, verify) as canon,
+            _json_canon(target, "checksum" in methods.values()) as canon,
         ):
             counters = id_counters(src, ordered)
             for table in ordered:
-                copied[table.name] = _copy_table(
-                    src, out, table, batch_size, progress, verify, canon
-                )
+                method = methods[table.name]
+                if method == "server":
+                    copied[table.name] = _copy_table_staged(
+                        src, out, table, batch_size, progress, before.get(table.name)
+                    )
+                else:
+                    copied[table.name] = _copy_table(
+                        src, out, table, batch_size, progress, method == "checksum", canon
+                    )
         after_commit = advance_id_counters(out, ordered, counters)
         for table in ordered:
-            _verify(out, table, copied[table.name], before.get(table.name), batch_size, verify)
+            if methods[table.name] != "server":  # (checked as it was copied)
+                _verify(out, table, copied[table.name], before.get(table.name), batch_size)
     if after_commit:
         with target.transaction() as out, _driver_errors(out):
             for statement in after_commit:
@@ -746,7 +769,62 @@ def _copy_table(
             writer.write(rows if convert is None else [convert(r) for r in rows])
             if progress is not None:
                 progress(table.name, len(rows))
-    return TableCopy(table.name, count, checksum.hexdigest if verify else "")
+    if not verify:
+        return TableCopy(table.name, count, "", "count")
+    return TableCopy(table.name, count, checksum.hexdigest)
+
+
+def _method(table: Table, source: Dialect, out: Connection, verify: bool) -> str:
+    """How a table's copy into ``out`` is verified: "server", "checksum" or "count"."""
+    if not verify:
+        return "count"
+    kinds = [_kind(c.type) for c in table.columns]
+    jsonb = all(_is_jsonb(c.type, out.dialect) for c in table.columns if _kind(c.type) == "json")
+    exact = all(_converter(c.type, source, out.dialect) is None for c in table.columns)
+    return "server" if exact and copy_staged.applies(out, kinds, jsonb) else "checksum"
+
+
+def _before(conn: Connection, table: Table, method: str, batch_size: int) -> Any:
+    """What a non-empty target table holds before the copy, as ``method`` counts it."""
+    if method == "server":
+        return copy_staged.digest(*_digest_args(conn, table))
+    if method == "checksum":
+        return _checksum_of(conn, table, batch_size)
+    return _count_of(conn, table)
+
+
+def _digest_args(conn: Connection, table: Table) -> tuple[Any, str, list[str]]:
+    columns = [_quote(conn, c.name) for c in table.columns]
+    return conn.connection.dbapi_connection, _quote(conn, table.name), columns
+
+
+def _copy_table_staged(
+    src: Connection,
+    out: Connection,
+    table: Table,
+    batch_size: int,
+    progress: Progress | None,
+    before: tuple[int, int] | None,
+) -> TableCopy:
+    """Copy one table into PostgreSQL, verified on the server (see copy_staged)."""
+    raw, name, columns = _digest_args(out, table)
+    count = 0
+    with copy_staged.Staging(out.engine, name, columns) as staging:
+        with _Writer(out, table, staging) as writer:
+            for rows in _stream(src, table, batch_size):
+                count += len(rows)
+                writer.write(rows)
+                if progress is not None:
+                    progress(table.name, len(rows))
+        (sent, sent_sum), (after, after_sum) = staging.digests(raw)
+    old_rows, old_sum = before or (0, 0)
+    arrived, arrived_sum = after - old_rows, (after_sum - old_sum) % (1 << 64)
+    _compare_counts(table, count, arrived)
+    if sent != count:
+        raise CopyMismatch(f"{table.name}: {count} rows were sent but {sent} were received")
+    if arrived_sum != sent_sum:
+        _checksum_differs(table, format(sent_sum, "016x"))
+    return TableCopy(table.name, count, format(sent_sum, "016x"), "server")
 
 
 def _count_of(conn: Connection, table: Table) -> _Checksum:
@@ -762,18 +840,26 @@ def _verify(
     copied: TableCopy,
     before: _Checksum | None,
     batch_size: int,
-    checksum: bool,
 ) -> None:
+    checksum = copied.verified_by == "checksum"
     after = _checksum_of(out, table, batch_size) if checksum else _count_of(out, table)
     rows = after.rows - (before.rows if before else 0)
     total = (after.total - (before.total if before else 0)) % _MOD
-    if rows != copied.rows:
+    _compare_counts(table, copied.rows, rows)
+    if checksum and format(total, "032x") != copied.checksum:
+        _checksum_differs(table, copied.checksum)
+
+
+def _compare_counts(table: Table, read: int, arrived: int) -> None:
+    if arrived != read:
         raise CopyMismatch(
-            f"{table.name}: {copied.rows} rows read from the source but {rows} arrived "
+            f"{table.name}: {read} rows read from the source but {arrived} arrived "
             "(nothing was copied)"
         )
-    if checksum and format(total, "032x") != copied.checksum:
-        raise CopyMismatch(
-            f"{table.name}: the checksum of the copied rows differs from the source's "
-            f"({copied.checksum}); a value did not survive the trip (nothing was copied)"
-        )
+
+
+def _checksum_differs(table: Table, checksum: str) -> None:
+    raise CopyMismatch(
+        f"{table.name}: the checksum of the copied rows differs from the source's "
+        f"({checksum}); a value did not survive the trip (nothing was copied)"
+    )
