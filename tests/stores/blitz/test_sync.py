@@ -77,6 +77,21 @@ def test_sync_is_idempotent_and_follows_a_running_session(
     assert client.get(Session, {"ref_id": two}).timeStopped is not None
 
 
+def test_a_new_session_under_a_stored_number_replaces_its_readings(
+    client: DatabaseClient, server: DatabaseServer
+) -> None:
+    one, _ = two_sessions(server)
+    client.sync_from_server(server)
+    server.flush()  # the server numbers its sessions from 1 again
+    again = server.start_session()
+    server.queue_many(["c1", "c2", "c3"])  # as many messages as the stored session 1
+    server.stop_session()
+    assert again == one
+    assert client.sync_from_server(server) == {one: 3}
+    assert [r.value for r in client.get_session_readings(one)] == ["c1", "c2", "c3"]
+    assert reading_count(client) == 4  # session 2's reading is left alone
+
+
 def test_sync_of_an_empty_server_changes_nothing(
     client: DatabaseClient, server: DatabaseServer
 ) -> None:

@@ -506,8 +506,9 @@ class DatabaseClient:
         Each raw message becomes one Reading of the category ``category`` (created if
         missing) with ``value`` the message and no timeLogged (only a board's parser
         knows the time inside a message), in the order logged. Sessions are upserted
-        by ref_id. A session whose readings are all here already is skipped (0), one
-        that changed has its readings replaced: syncing twice stores nothing twice.
+        by ref_id. A session whose readings are all here already (the same messages in
+        the same order) is skipped (0), one that changed has its readings replaced:
+        syncing twice stores nothing twice.
         Sessions the server no longer has are left alone.
         """
         snapshot = server.snapshot()
@@ -673,9 +674,13 @@ def _sync_session(
 ) -> int:
     """Make the readings of one server session match its messages; return how many were written."""
     messages = entry.messages
-    if stored.get(entry.ref_id, 0) == len(messages):
-        return 0
     reading = _TABLES[Reading]
+    if stored.get(entry.ref_id, 0) == len(messages):
+        # As many as the server has; the same ones? (A flushed server numbers its
+        # sessions from 1 again: a new session 1 is not the one stored.)
+        values = sa.select(reading.c.value).where(reading.c.sessionId == entry.ref_id)
+        if list(conn.execute(values.order_by(reading.c.id)).scalars()) == list(messages):
+            return 0
     conn.execute(sa.delete(reading).where(reading.c.sessionId == entry.ref_id))
     insert_many(
         conn,
