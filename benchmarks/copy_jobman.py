@@ -149,9 +149,9 @@ def _compare(ctx: Context, path: Path, count: int) -> None:
                 warm_raw=lambda: None,
             )
             # The target is for PostgreSQL; MariaDB's figure is reported alone.
-            target = TARGET if backend.name == "postgresql" else None
+            goal = TARGET if backend.name == "postgresql" else None
             ctx.report(
-                Result("copy_jobman", backend.name, ours_s, raw_s, count, "rows", target, note)
+                Result("copy_jobman", backend.name, ours_s, raw_s, count, "rows", goal, note)
             )
     finally:
         migrations.downgrade(target, "jobman", "base")

@@ -25,7 +25,7 @@ import inspect
 import itertools
 import threading
 from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement, Connection, Table
@@ -33,11 +33,17 @@ from sqlalchemy.sql import operators, visitors
 
 from .database import Database, DialectFacts
 from .errors import InvalidQuery, translate
+from .lease_spec import (
+    Lease,
+    check_lease_seconds,
+    check_worker,
+    claim_lease_columns,
+    clock,
+    leased,
+    leased_values,
+)
 from .prepared import PreparedQuery, PreparedWrite
 from .query import OPERATORS, check_query, query_shape
-
-if TYPE_CHECKING:
-    from .leases import Lease
 
 # Ids per IN list: far below every backend's limit on bound parameters.
 _CHUNK = 500
@@ -201,8 +207,6 @@ def claim(
     table = _table(table)
     checked = _check_values(table, values)
     if lease is not None or worker is not None or lease_seconds is not None:
-        from .leases import leased_values  # leases builds on this module
-
         checked = leased_values(db, table, checked, lease, worker, lease_seconds)
     where_list = _clauses(where, "where")
     order_list = _clauses(order_by, "order_by")
@@ -400,9 +404,7 @@ class PreparedClaim:
                 self._stamps.append((name, default.arg))
         self._lease: Any = None
         if lease is not None:
-            from .leases import _lease_columns, check_lease_seconds, check_worker
-
-            self._lease = _lease_columns(self.table, lease, self.values)
+            self._lease = claim_lease_columns(self.table, lease, self.values)
             self._checks = (check_worker, check_lease_seconds)
         self._plans: dict[DialectFacts, _ClaimPlan] = {}
         self._last: tuple[Any, Any] = (None, None)  # the facts and plan of the last run
@@ -411,11 +413,9 @@ class PreparedClaim:
         """The SET values on ``facts``' backend: with the lease's, on the database's clock."""
         if self._lease is None:
             return self.values
-        from .leases import _clock, _leased
-
         worker = sa.bindparam(_WORKER, type_=self._lease.worker.type)
-        expires = _clock(facts.backend) + sa.bindparam(_LEASE_SECONDS, type_=sa.Double())
-        return _leased(self._lease, self.values, worker, expires)
+        expires = clock(facts.backend) + sa.bindparam(_LEASE_SECONDS, type_=sa.Double())
+        return leased(self._lease, self.values, worker, expires)
 
     def _plan_for(self, facts: DialectFacts) -> _ClaimPlan:
         try:

@@ -18,7 +18,7 @@ from dblayer.core import (
     requeue_expired,
 )
 from dblayer.core.claims import QueryClaims
-from dblayer.core.leases import check_lease_seconds, check_worker
+from dblayer.core.lease_spec import check_lease_seconds, check_worker
 
 from . import utils as _dao_utils
 from .fields import Double
