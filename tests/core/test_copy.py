@@ -494,3 +494,32 @@ def test_text_that_is_not_json_fails_cleanly(run_dir: Path, target_backend: str)
     with pytest.raises(DBLayerError):
         copy_tables(source, target, metadata)
     assert all(rows(target, t) == [] for t in metadata.sorted_tables)
+
+
+def test_into_postgresql_the_server_check_needs_only_the_copied_columns(run_dir: Path) -> None:
+    # A target column the copy does not name (here with a default) plays no part in the
+    # check, and the scratch table is gone afterwards.
+    source = database("sqlite_file", run_dir, "src")
+    fill(source)
+    target = database("postgresql", run_dir, "extra")
+    with target.transaction() as conn:
+        conn.exec_driver_sql("ALTER TABLE cp_keyed ADD COLUMN extra INTEGER NOT NULL DEFAULT 7")
+    try:
+        result = copy_tables(source, target, [keyed])
+        assert (result["cp_keyed"].rows, result["cp_keyed"].verified_by) == (5, "server")
+        assert [r["key"] for r in rows(target, keyed)] == ["B", "a ", "b", "z", "ü"]
+        with target.transaction(readonly=True) as conn:
+            extra = conn.exec_driver_sql("SELECT DISTINCT extra FROM cp_keyed").scalars().all()
+            staged = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_tables WHERE tablename = 'dblayer_copy_stage'"
+            ).scalar_one()
+        assert (extra, staged) == ([7], 0)
+        # Twice into the same database (allow_nonempty): each copy has its own scratch.
+        with target.transaction() as conn:
+            conn.execute(sa.update(keyed).values(key=keyed.c.key + "-old"))
+        again = copy_tables(source, target, [keyed], allow_nonempty=True)
+        assert again["cp_keyed"].checksum == result["cp_keyed"].checksum
+        assert len(rows(target, keyed)) == 10
+    finally:
+        with target.transaction() as conn:
+            conn.exec_driver_sql("ALTER TABLE cp_keyed DROP COLUMN IF EXISTS extra")

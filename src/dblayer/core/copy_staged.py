@@ -2,9 +2,10 @@
 
 When every column of a table holds integers, double-precision floats, text, jsonb or
 booleans (text PostgreSQL parses without loss, or refuses), the copy's COPY stream is
-also sent, byte for byte, into a scratch table on a second connection: a temporary table
-with the target's columns and none of its triggers, rules or defaults, which a second
-server process fills while the first fills the target. At the end the server hashes
+also sent, byte for byte, into a scratch table on a second connection: a temporary
+table of the copied columns' types, without the target's constraints, triggers, rules
+or defaults, which a second server process fills while the first fills the target.
+At the end the server hashes
 every row of both tables (``hash_record_extended``, PostgreSQL 14 and later) and the
 counts and sums must agree, so a row lost, added or changed on the way into the target
 (a trigger, a rule, another writer) fails the copy.
@@ -72,7 +73,11 @@ class Staging:
         self._conn = self.engine.connect()
         raw = self._conn.connection.dbapi_connection
         with raw.cursor() as cursor:
-            cursor.execute(f"CREATE TEMPORARY TABLE {_STAGE} (LIKE {self.table})")
+            # The copied columns' types only: no constraint, default, trigger or rule.
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {_STAGE} AS "
+                f"SELECT {', '.join(self.columns)} FROM {self.table} WITH NO DATA"
+            )
         cursor = raw.cursor()
         # Written from a thread of psycopg's: the copy's own writes do not wait on it.
         self._copy_context = cursor.copy(
