@@ -228,7 +228,7 @@ class ORM:
     def _not_a_record(self, obj: Any) -> NoReturn:
         raise InvalidValue(f"a {self.name} must be a dict, got {_short(obj)}")
 
-    def _raise_refusal(self, record: dict[str, Any]) -> None:
+    def _raise_refusal(self, record: dict[str, Any]) -> NoReturn:
         """Raise InvalidValue for the first field of ``record`` whose value is refused."""
         for field, convert, as_is in self._plan:
             value = record[field]
@@ -239,6 +239,7 @@ class ORM:
                     convert(value)
                 except Refused as e:
                     raise self._refused(field, value, e) from None
+        raise InvalidValue(f"a {self.name} was refused: {_short(record)}")
 
     def convert(self, field: str, value: Any) -> Any:
         """``value`` as ``field`` stores it, else InvalidValue naming what the field takes."""
