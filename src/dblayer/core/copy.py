@@ -761,17 +761,33 @@ def _copy_table(
 ) -> TableCopy:
     convert = _row_function([_converter(c.type, src.dialect, out.dialect) for c in table.columns])
     checksum = _Checksum(table, src.dialect, canon)
-    count = 0
     with _Hasher(checksum if verify else None) as hasher, _Writer(out, table) as writer:
-        for rows in _stream(src, table, batch_size):
-            hasher.add(rows)
-            count += len(rows)
-            writer.write(rows if convert is None else [convert(r) for r in rows])
-            if progress is not None:
-                progress(table.name, len(rows))
+        count = _copy_rows(src, table, batch_size, progress, writer, hasher, convert)
     if not verify:
         return TableCopy(table.name, count, "", "count")
     return TableCopy(table.name, count, checksum.hexdigest)
+
+
+def _copy_rows(
+    src: Connection,
+    table: Table,
+    batch_size: int,
+    progress: Progress | None,
+    writer: _Writer,
+    hasher: _Hasher | None = None,
+    convert: Callable[[Sequence[Any]], tuple[Any, ...]] | None = None,
+) -> int:
+    """Stream ``table``'s rows from ``src`` into ``writer`` (each batch hashed by ``hasher``
+    as it goes); the number of rows."""
+    count = 0
+    for rows in _stream(src, table, batch_size):
+        if hasher is not None:
+            hasher.add(rows)
+        count += len(rows)
+        writer.write(rows if convert is None else [convert(r) for r in rows])
+        if progress is not None:
+            progress(table.name, len(rows))
+    return count
 
 
 def _method(table: Table, source: Dialect, out: Connection, verify: bool) -> str:
@@ -808,17 +824,12 @@ def _copy_table_staged(
 ) -> TableCopy:
     """Copy one table into PostgreSQL, verified on the server (see copy_staged)."""
     raw, name, columns = _digest_args(out, table)
-    count = 0
     with copy_staged.Staging(out.engine, name, columns) as staging:
         with _Writer(out, table, staging) as writer:
-            for rows in _stream(src, table, batch_size):
-                count += len(rows)
-                writer.write(rows)
-                if progress is not None:
-                    progress(table.name, len(rows))
+            count = _copy_rows(src, table, batch_size, progress, writer)
         (sent, sent_sum), (after, after_sum) = staging.digests(raw)
     old_rows, old_sum = before or (0, 0)
-    arrived, arrived_sum = after - old_rows, (after_sum - old_sum) % (1 << 64)
+    arrived, arrived_sum = after - old_rows, (after_sum - old_sum) % copy_staged.MOD
     _compare_counts(table, count, arrived)
     if sent != count:
         raise CopyMismatch(f"{table.name}: {count} rows were sent but {sent} were received")

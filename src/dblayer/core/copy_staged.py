@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 EXACT_KINDS = frozenset({"int", "float", "text", "json", "bool"})
-_MOD = 1 << 64
+MOD = 1 << 64  # the server digests are sums modulo this
 _STAGE = "dblayer_copy_stage"
 
 
@@ -52,7 +52,7 @@ def digest(conn: Any, table: str, columns: Sequence[str]) -> tuple[int, int]:
     with conn.cursor() as cursor:
         cursor.execute(sql)
         rows, total = cursor.fetchone()
-    return int(rows), int(total) % _MOD
+    return int(rows), int(total) % MOD
 
 
 class Staging:

@@ -90,7 +90,7 @@ def _json_key(key: Any) -> str:
 
 
 # Values JSON gives back as they are (a float only when finite: checked where it is met).
-SCALARS = frozenset((str, int, bool, type(None)))
+_SCALARS = frozenset((str, int, bool, type(None)))
 _STR_ONLY = frozenset((str,))
 
 
@@ -99,12 +99,12 @@ def _json_walk(value: Any) -> Any:
     path, for what the C encoder refuses (keys of kinds that do not sort together) and
     to say why a value is not JSON."""
     kind = type(value)
-    if kind in SCALARS:
+    if kind in _SCALARS:
         return value
     if kind is dict and _STR_ONLY.issuperset(map(type, value)):
-        return {k: v if type(v := value[k]) in SCALARS else _json_walk(v) for k in sorted(value)}
+        return {k: v if type(v := value[k]) in _SCALARS else _json_walk(v) for k in sorted(value)}
     if kind is list:
-        return [v if type(v) in SCALARS else _json_walk(v) for v in value]
+        return [v if type(v) in _SCALARS else _json_walk(v) for v in value]
     if isinstance(value, Mapping):
         pairs = {_json_key(k): _json_walk(v) for k, v in value.items()}
         return {k: pairs[k] for k in sorted(pairs)}
@@ -198,12 +198,3 @@ TYPES: dict[str, tuple[Callable[[], Any], Callable[[], Any], Callable[[Any], Any
     "BLOB": (sa.LargeBinary, sa.LargeBinary, to_blob),
 }
 ALIASES = {"INT": "INTEGER", "REAL": "FLOAT", "DOUBLE": "FLOAT"}
-# Per type, the Python types whose values a field stores unchanged (None: SQL NULL).
-_NONE = type(None)
-AS_IS = {
-    "TEXT": frozenset((str, _NONE)),
-    "INTEGER": frozenset((_NONE,)),
-    "FLOAT": frozenset((_NONE,)),
-    "JSON": SCALARS,
-    "BLOB": frozenset((bytes, _NONE)),
-}

@@ -46,7 +46,7 @@ from dblayer.core import (
     where_query,
 )
 
-from .fields import ALIASES, AS_IS, KEY_LENGTH, TYPES, Refused, to_key_text, to_text
+from .fields import ALIASES, KEY_LENGTH, TYPES, Refused, to_key_text, to_text
 from .records import Field, Prepare, record_preparer
 
 SPEC_KEYS = ("type", "primary_key", "default", "auto_update", "unfilterable")
@@ -126,13 +126,6 @@ class ORM:
             for f, kind in kinds.items()
         }
         self._names = tuple(self.fields)
-        # Per field, in order: name, converter, and the value types stored unchanged; for
-        # finding the field a refused record fails on. A key always goes to the converter
-        # (None is refused there).
-        self._plan = tuple(
-            (f, self._converters[f], frozenset() if f in self._keys else AS_IS[kind])
-            for f, kind in kinds.items()
-        )
         self._filterable = tuple(
             f for f, spec in self.fields.items() if not spec.get("unfilterable")
         )
@@ -220,7 +213,14 @@ class ORM:
     @functools.cached_property
     def _prepare(self) -> Prepare:
         fields = [
-            Field(f, self._kinds[f], f in self._keys, spec.get("default"), spec.get("auto_update"))
+            Field(
+                f,
+                self._kinds[f],
+                f in self._keys,
+                self._converters[f],
+                spec.get("default"),
+                spec.get("auto_update"),
+            )
             for f, spec in self.fields.items()
         ]
         return record_preparer(fields, self._not_a_record, self._raise_refusal)
@@ -230,15 +230,8 @@ class ORM:
 
     def _raise_refusal(self, record: dict[str, Any]) -> NoReturn:
         """Raise InvalidValue for the first field of ``record`` whose value is refused."""
-        for field, convert, as_is in self._plan:
-            value = record[field]
-            if type(value) not in as_is:
-                if value is None:
-                    self.convert(field, None)  # a key: raises
-                try:
-                    convert(value)
-                except Refused as e:
-                    raise self._refused(field, value, e) from None
+        for field in self._names:
+            self.convert(field, record[field])
         raise InvalidValue(f"a {self.name} was refused: {_short(record)}")
 
     def convert(self, field: str, value: Any) -> Any:

@@ -16,15 +16,7 @@ from typing import Any, NamedTuple
 from dblayer.core import InvalidValue
 from dblayer.core.types import json_dumps_sorted
 
-from .fields import (
-    INT_RANGE,
-    KEY_LENGTH,
-    TYPES,
-    Refused,
-    json_pair_slowly,
-    scan_json,
-    to_key_text,
-)
+from .fields import INT_RANGE, KEY_LENGTH, Refused, json_pair_slowly, scan_json
 from .utils import generate_timestamp
 
 
@@ -34,6 +26,7 @@ class Field(NamedTuple):
     name: str
     kind: str  # TEXT, INTEGER, FLOAT, JSON or BLOB
     is_key: bool
+    convert: Callable[[Any], Any]  # the value as the field stores it, else Refused
     default: Callable[[], Any] | None
     auto_update: Callable[..., Any] | None
 
@@ -112,9 +105,7 @@ def record_preparer(
     }
     for i, field in enumerate(fields):
         namespace[f"n{i}"] = field.name
-        namespace[f"c{i}"] = (
-            to_key_text if field.is_key and field.kind == "TEXT" else TYPES[field.kind][2]
-        )
+        namespace[f"c{i}"] = field.convert
     hooks = []
     # Hooks run field by field in name order, as jobman ran them; each sees the record
     # (but the timestamp hook, which ignores it: that is time.time() written out).
